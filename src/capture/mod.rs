@@ -1,0 +1,86 @@
+//! Packet sources: capture files (pcap and pcapng, from a path or a pipe).
+//!
+//! Owns reading bytes into [`RawPacket`]s: borrowed frames with their capture timestamp,
+//! link type and original length. Promises: streaming with a bounded buffer (memory never
+//! grows with file size), no panic on any bytes, and every error names the file and the
+//! packet number or byte offset where reading stopped.
+
+mod file;
+
+pub use file::{CaptureError, CaptureReader};
+
+use std::fmt;
+
+/// A capture timestamp: nanoseconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    pub fn from_secs_nanos(secs: i64, nanos: u32) -> Self {
+        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(i64::from(nanos)))
+    }
+    pub fn from_micros(micros: i64) -> Self {
+        Timestamp(micros.saturating_mul(1_000))
+    }
+    /// Whole microseconds since the epoch (what Zeek and libpcap show).
+    pub fn as_micros(self) -> i64 {
+        self.0.div_euclid(1_000)
+    }
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+    /// Saturating `self - earlier` in nanoseconds, never negative.
+    pub fn nanos_since(self, earlier: Timestamp) -> u64 {
+        u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0)
+    }
+    pub fn add_nanos(self, nanos: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(i64::try_from(nanos).unwrap_or(i64::MAX)))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// Epoch seconds with six decimals, as Zeek writes `ts`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.as_micros();
+        let secs = micros.div_euclid(1_000_000);
+        let frac = micros.rem_euclid(1_000_000);
+        write!(f, "{secs}.{frac:06}")
+    }
+}
+
+/// A link-layer header type (the pcap `LINKTYPE_`/`DLT_` number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkType(pub u32);
+
+impl LinkType {
+    pub const NULL: LinkType = LinkType(0);
+    pub const ETHERNET: LinkType = LinkType(1);
+    pub const PPP: LinkType = LinkType(9);
+    pub const RAW_DLT12: LinkType = LinkType(12);
+    pub const RAW_DLT14: LinkType = LinkType(14);
+    pub const PPP_HDLC: LinkType = LinkType(50);
+    pub const PPP_ETHER: LinkType = LinkType(51);
+    pub const RAW: LinkType = LinkType(101);
+    pub const IEEE802_11: LinkType = LinkType(105);
+    pub const LOOP: LinkType = LinkType(108);
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    pub const IEEE802_11_RADIOTAP: LinkType = LinkType(127);
+    pub const IPV4: LinkType = LinkType(228);
+    pub const IPV6: LinkType = LinkType(229);
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+}
+
+/// One captured frame, borrowed from the reader's buffer until the next packet is read.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPacket<'a> {
+    /// 1-based position of the packet in its capture file.
+    pub number: u64,
+    pub ts: Timestamp,
+    pub link: LinkType,
+    /// The captured bytes (at most the snaplen).
+    pub data: &'a [u8],
+    /// The frame's length on the wire (>= `data.len()` when the snaplen cut it).
+    pub wire_len: u32,
+}

@@ -1,0 +1,17 @@
+//! sessionscope: a passive network session analyser.
+//!
+//! The modules follow the pipeline in the order data flows through it:
+//! [`capture`] reads packets from files (and later interfaces), [`decode`] turns link-layer
+//! frames into borrowed IP packet views, [`session`] tracks conversations with Zeek's conn.log
+//! semantics, [`classify`] names each session's service, [`analysis`] aggregates what was seen,
+//! and [`report`] writes it out. [`pipeline`] wires the stages together; the CLI sits on top.
+//! No stage reaches back up the pipeline.
+
+pub mod analysis;
+pub mod capture;
+pub mod classify;
+pub mod config;
+pub mod decode;
+pub mod pipeline;
+pub mod report;
+pub mod session;

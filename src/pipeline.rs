@@ -1,0 +1,2 @@
+//! Wires the stages together: capture -> decode -> session -> classify -> analysis -> report.
+// STUB: filled by the lead.

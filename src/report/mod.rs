@@ -1,0 +1,2 @@
+//! Output: sessions.csv and the terminal summary.
+// STUB: the report helper fills this.
