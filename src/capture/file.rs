@@ -25,7 +25,9 @@ pub struct CaptureReader {
 impl CaptureReader {
     /// Opens a capture by path; `-` reads standard input.
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
-        Ok(CaptureReader { name: path.display().to_string() })
+        Ok(CaptureReader {
+            name: path.display().to_string(),
+        })
     }
 
     /// Reads a capture from any byte stream; `name` is used in errors.

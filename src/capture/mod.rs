@@ -19,7 +19,10 @@ impl Timestamp {
     pub const ZERO: Timestamp = Timestamp(0);
 
     pub fn from_secs_nanos(secs: i64, nanos: u32) -> Self {
-        Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(i64::from(nanos)))
+        Timestamp(
+            secs.saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(nanos)),
+        )
     }
     pub fn from_micros(micros: i64) -> Self {
         Timestamp(micros.saturating_mul(1_000))
@@ -36,7 +39,10 @@ impl Timestamp {
         u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0)
     }
     pub fn add_nanos(self, nanos: u64) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(nanos).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(nanos).unwrap_or(i64::MAX)),
+        )
     }
 }
 

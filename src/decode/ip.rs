@@ -11,11 +11,21 @@ impl TcpFlags {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
     pub const URG: u8 = 0x20;
-    pub fn fin(self) -> bool { self.0 & Self::FIN != 0 }
-    pub fn syn(self) -> bool { self.0 & Self::SYN != 0 }
-    pub fn rst(self) -> bool { self.0 & Self::RST != 0 }
-    pub fn ack(self) -> bool { self.0 & Self::ACK != 0 }
-    pub fn urg(self) -> bool { self.0 & Self::URG != 0 }
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+    pub fn urg(self) -> bool {
+        self.0 & Self::URG != 0
+    }
 }
 
 /// The transport layer of an [`super::IpPacket`].

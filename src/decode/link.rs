@@ -4,7 +4,11 @@
 use super::{IpPacket, SkipReason};
 use crate::capture::LinkType;
 
-pub(super) fn decode_link<'a, F>(_link: LinkType, _frame: &'a [u8], _visit: &mut F) -> Result<(), SkipReason>
+pub(super) fn decode_link<'a, F>(
+    _link: LinkType,
+    _frame: &'a [u8],
+    _visit: &mut F,
+) -> Result<(), SkipReason>
 where
     F: FnMut(&IpPacket<'a>),
 {

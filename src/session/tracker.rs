@@ -1,34 +1,645 @@
-//! The session table. STUB.
+//! The session table: finds or creates the session of each IP packet, applies the protocol's
+//! rules, and ends sessions by Zeek's timers (driven by capture time), by port reuse, by the
+//! cap on live sessions, or at the end of the capture.
+//!
+//! Storage is a slab of sessions indexed from a hash map, an intrusive least-recently-active list
+//! for eviction, and a min-heap of deadlines for expiry. Per packet there is no allocation once
+//! the tables have grown to the number of live sessions.
 
-use super::SessionRecord;
+use super::history::{History, Mark};
+use super::tcp::{Segment, TcpSession};
+use super::{
+    ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence, SessionRecord, Uid,
+};
 use crate::capture::Timestamp;
 use crate::config::TrackerConfig;
-use crate::decode::IpPacket;
+use crate::decode::{IpPacket, Transport};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::IpAddr;
+use std::time::Duration;
 
 /// Counters the summary reports about the table itself.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackerStats {
+    /// Sessions created.
     pub sessions_started: u64,
+    /// Sessions ended early to respect `max_sessions`.
     pub evicted: u64,
+    /// Most sessions alive at once.
     pub peak_live: u64,
+    /// IP packets that could not be tied to a session (non-first fragments until reassembly).
+    pub unattributed_packets: u64,
 }
 
+/// Zeek's delay before an unanswered SYN's session is removed (tcp_attempt_delay).
+const TCP_ATTEMPT_DELAY: Duration = Duration::from_secs(5);
+/// Zeek's interval of the timer that checks half-closed sessions (tcp_session_timer).
+const TCP_SESSION_TIMER: Duration = Duration::from_secs(6);
+/// Zeek's idle time after which a half-closed session may be removed (tcp_connection_linger).
+const TCP_CONNECTION_LINGER: Duration = Duration::from_secs(5);
+
+/// Ports that Zeek's analyzers register as likely servers (`likely_server_ports`): when a
+/// session is first seen from such a port, the roles are flipped so the server is the responder.
+const LIKELY_SERVER_PORTS_TCP: &[u16] = &[
+    21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 443, 445, 465, 502, 514, 563, 585, 587,
+    614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3306, 3389, 5222, 5223,
+    5269, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
+];
+const LIKELY_SERVER_PORTS_UDP: &[u16] = &[
+    53, 67, 68, 88, 123, 137, 161, 162, 443, 514, 784, 853, 1812, 2152, 3389, 3544, 4011, 4789,
+    5060, 5072, 5353, 5355, 6081, 20000,
+];
+
+fn likely_server(proto: u8, port: u16) -> bool {
+    match proto {
+        6 => LIKELY_SERVER_PORTS_TCP.binary_search(&port).is_ok(),
+        17 => LIKELY_SERVER_PORTS_UDP.binary_search(&port).is_ok(),
+        _ => false,
+    }
+}
+
+fn is_broadcast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_broadcast(),
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// ICMP's pseudo ports, as Zeek builds them: (type, counterpart type or code, one-way).
+fn icmp_ports(v6: bool, icmp_type: u8, code: u8) -> (u16, u16, bool) {
+    let counterpart = if v6 {
+        match icmp_type {
+            128 => Some(129),
+            129 => Some(128),
+            130 => Some(131),
+            131 => Some(130),
+            133 => Some(134),
+            134 => Some(133),
+            135 => Some(136),
+            136 => Some(135),
+            139 => Some(140),
+            140 => Some(139),
+            144 => Some(145),
+            145 => Some(144),
+            _ => None,
+        }
+    } else {
+        match icmp_type {
+            8 => Some(0),
+            0 => Some(8),
+            13 => Some(14),
+            14 => Some(13),
+            15 => Some(16),
+            16 => Some(15),
+            10 => Some(9),
+            9 => Some(10),
+            17 => Some(18),
+            18 => Some(17),
+            _ => None,
+        }
+    };
+    match counterpart {
+        Some(c) => (u16::from(icmp_type), c, false),
+        None => (u16::from(icmp_type), u16::from(code), true),
+    }
+}
+
+/// A direction-independent session key (one-way ICMP keeps its direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    a: IpAddr,
+    b: IpAddr,
+    a_port: u16,
+    b_port: u16,
+    ip_proto: u8,
+    depth: u8,
+}
+
+impl FlowKey {
+    fn new(src: Endpoint, dst: Endpoint, ip_proto: u8, depth: u8, one_way: bool) -> FlowKey {
+        let (first, second) = if one_way || (src.addr, src.port) <= (dst.addr, dst.port) {
+            (src, dst)
+        } else {
+            (dst, src)
+        };
+        FlowKey {
+            a: first.addr,
+            b: second.addr,
+            a_port: first.port,
+            b_port: second.port,
+            ip_proto,
+            depth,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProtoState {
+    Tcp(TcpSession),
+    /// UDP, ICMP and other protocols: which sides sent anything.
+    Datagram,
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Session {
+    key: FlowKey,
+    orig: Endpoint,
+    resp: Endpoint,
+    proto: Proto,
+    ip_proto: u8,
+    start: Timestamp,
+    last: Timestamp,
+    orig_stats: DirectionStats,
+    resp_stats: DirectionStats,
+    history: History,
+    state: ProtoState,
+    /// When a TCP close became complete (the session lingers from there).
+    closed_at: Option<Timestamp>,
+    /// When one side closed while the other stayed open.
+    half_closed_at: Option<Timestamp>,
+    /// The deadline of this session's live heap entry.
+    scheduled: i64,
+    generation: u32,
+    lru_prev: u32,
+    lru_next: u32,
+}
+
+/// Tracks every session of one packet stream.
 pub struct SessionTracker {
     config: TrackerConfig,
     stats: TrackerStats,
+    index: hashbrown::HashMap<FlowKey, u32, ahash::RandomState>,
+    slots: Vec<Option<Session>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    deadlines: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    lru_head: u32,
+    lru_tail: u32,
+    live: usize,
+    now: Timestamp,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl SessionTracker {
     pub fn new(config: TrackerConfig) -> Self {
-        SessionTracker { config, stats: TrackerStats::default() }
+        SessionTracker {
+            config,
+            stats: TrackerStats::default(),
+            index: hashbrown::HashMap::with_hasher(ahash::RandomState::new()),
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            lru_head: NIL,
+            lru_tail: NIL,
+            live: 0,
+            now: Timestamp::ZERO,
+        }
     }
-    /// Accounts one IP packet seen at `ts`; sessions that end as a result go to `emit`.
-    pub fn process(&mut self, _ts: Timestamp, _packet: &IpPacket<'_>, _emit: &mut impl FnMut(SessionRecord)) {
-        let _ = &self.config;
-    }
-    /// Ends every live session (end of capture).
-    pub fn finish(&mut self, _emit: &mut impl FnMut(SessionRecord)) {}
+
     pub fn stats(&self) -> TrackerStats {
         self.stats
+    }
+
+    /// Sessions currently open.
+    pub fn live_sessions(&self) -> usize {
+        self.live
+    }
+
+    /// Accounts one IP packet seen at `ts`; sessions that end as a result go to `emit`.
+    pub fn process(
+        &mut self,
+        ts: Timestamp,
+        packet: &IpPacket<'_>,
+        emit: &mut impl FnMut(SessionRecord),
+    ) {
+        self.advance_time(ts, emit);
+
+        let src_ip = packet.src;
+        let dst_ip = packet.dst;
+        let (src_port, dst_port, one_way, proto) = match packet.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            } => (src_port, dst_port, false, Proto::Tcp),
+            Transport::Udp {
+                src_port, dst_port, ..
+            } => (src_port, dst_port, false, Proto::Udp),
+            Transport::Icmp {
+                v6,
+                icmp_type,
+                code,
+                ..
+            } => {
+                let (s, d, one_way) = icmp_ports(v6, icmp_type, code);
+                (s, d, one_way, Proto::Icmp)
+            }
+            Transport::Other { .. } => {
+                if packet.fragment.is_some_and(|f| f.offset > 0) {
+                    // A later fragment carries no ports; it joins its session once fragments are
+                    // reassembled.
+                    self.stats.unattributed_packets += 1;
+                    return;
+                }
+                (0, 0, false, Proto::Other(packet.protocol))
+            }
+        };
+        let src = Endpoint {
+            addr: src_ip,
+            port: src_port,
+        };
+        let dst = Endpoint {
+            addr: dst_ip,
+            port: dst_port,
+        };
+        let key = FlowKey::new(src, dst, packet.protocol, packet.depth, one_way);
+
+        let mut slot = self.index.get(&key).copied();
+        if let (Some(s), Transport::Tcp { flags, seq, .. }) = (slot, packet.transport) {
+            let reuse = match self.session(s).map(|sess| &sess.state) {
+                Some(ProtoState::Tcp(tcp)) => tcp.is_reuse(flags, seq, tcp.close_complete),
+                _ => false,
+            };
+            if reuse {
+                self.finish_slot(s, EndReason::PortReuse, emit);
+                slot = None;
+            }
+        }
+        let slot = match slot {
+            Some(s) => s,
+            None => self.create(key, src, dst, proto, packet, ts, emit),
+        };
+
+        self.touch_lru(slot);
+        let config_close = nanos(self.config.tcp_close_delay);
+        let Some(session) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let is_orig = session.orig == src;
+        let ip_len = u64::from(packet.ip_len);
+        {
+            let stats = if is_orig {
+                &mut session.orig_stats
+            } else {
+                &mut session.resp_stats
+            };
+            stats.pkts += 1;
+            stats.ip_bytes += ip_len;
+        }
+        let mut touch = true;
+        match (&mut session.state, packet.transport) {
+            (
+                ProtoState::Tcp(tcp),
+                Transport::Tcp {
+                    flags,
+                    seq,
+                    ack,
+                    window,
+                    payload_len,
+                    payload,
+                    ..
+                },
+            ) => {
+                let captured = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+                let out = tcp.process(
+                    &mut session.history,
+                    is_orig,
+                    Segment {
+                        flags,
+                        seq,
+                        ack,
+                        window,
+                        len: payload_len,
+                        captured,
+                    },
+                );
+                if out.flipped {
+                    std::mem::swap(&mut session.orig, &mut session.resp);
+                    std::mem::swap(&mut session.orig_stats, &mut session.resp_stats);
+                }
+                touch = out.touch;
+                if tcp.close_complete && session.closed_at.is_none() {
+                    session.closed_at = Some(if touch { ts } else { session.last });
+                }
+                if tcp.half_closed && session.half_closed_at.is_none() {
+                    session.half_closed_at = Some(ts);
+                }
+            }
+            (_, Transport::Udp { payload_len, .. }) => {
+                // One data letter per direction: D for the originator, d for the responder.
+                session.history.check(Mark::Data, b'D', is_orig);
+                let stats = if is_orig {
+                    &mut session.orig_stats
+                } else {
+                    &mut session.resp_stats
+                };
+                stats.bytes += u64::from(payload_len);
+            }
+            (_, Transport::Icmp { payload_len, .. }) => {
+                let stats = if is_orig {
+                    &mut session.orig_stats
+                } else {
+                    &mut session.resp_stats
+                };
+                stats.bytes += u64::from(payload_len);
+            }
+            _ => {}
+        }
+        if touch && ts > session.last {
+            session.last = ts;
+        }
+        let deadline = self.deadline_of(slot, config_close);
+        self.schedule(slot, deadline);
+    }
+
+    /// Ends every live session (end of capture), as Zeek does when it terminates.
+    pub fn finish(&mut self, emit: &mut impl FnMut(SessionRecord)) {
+        let mut slot = self.lru_head;
+        while slot != NIL {
+            let next = self.session(slot).map_or(NIL, |s| s.lru_next);
+            self.finish_slot(slot, EndReason::CaptureEnd, emit);
+            slot = next;
+        }
+        self.deadlines.clear();
+    }
+
+    fn session(&self, slot: u32) -> Option<&Session> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        key: FlowKey,
+        src: Endpoint,
+        dst: Endpoint,
+        proto: Proto,
+        packet: &IpPacket<'_>,
+        ts: Timestamp,
+        emit: &mut impl FnMut(SessionRecord),
+    ) -> u32 {
+        if self.live >= self.config.max_sessions.max(1) {
+            let victim = self.lru_head;
+            if victim != NIL {
+                self.finish_slot(victim, EndReason::Evicted, emit);
+                self.stats.evicted += 1;
+            }
+        }
+        let mut history = History::default();
+        let (mut orig, mut resp) = (src, dst);
+        let flip = match packet.transport {
+            Transport::Tcp { flags, .. } if !flags.syn() || flags.ack() => {
+                if likely_server(6, src.port) {
+                    if likely_server(6, dst.port) {
+                        !flags.syn() && src.port < dst.port
+                    } else {
+                        true
+                    }
+                } else {
+                    false
+                }
+            }
+            Transport::Udp { .. } => likely_server(17, src.port) && !likely_server(17, dst.port),
+            _ => false,
+        };
+        if flip && !is_broadcast(src.addr) {
+            std::mem::swap(&mut orig, &mut resp);
+            history.push_raw(b'^');
+        }
+        let state = match proto {
+            Proto::Tcp => ProtoState::Tcp(TcpSession::default()),
+            _ => ProtoState::Datagram,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
+            }
+        };
+        let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
+        let session = Session {
+            key,
+            orig,
+            resp,
+            proto,
+            ip_proto: packet.protocol,
+            start: ts,
+            last: ts,
+            orig_stats: DirectionStats::default(),
+            resp_stats: DirectionStats::default(),
+            history,
+            state,
+            closed_at: None,
+            half_closed_at: None,
+            scheduled: i64::MAX,
+            generation,
+            lru_prev: NIL,
+            lru_next: NIL,
+        };
+        if let Some(entry) = self.slots.get_mut(slot as usize) {
+            *entry = Some(session);
+        }
+        self.index.insert(key, slot);
+        self.lru_push_tail(slot);
+        self.live += 1;
+        self.stats.sessions_started += 1;
+        self.stats.peak_live = self.stats.peak_live.max(self.live as u64);
+        slot
+    }
+
+    /// When the session would end if no further packet came.
+    fn deadline_of(&self, slot: u32, close_delay: u64) -> i64 {
+        let Some(s) = self.session(slot) else {
+            return i64::MAX;
+        };
+        let inactivity = match s.proto {
+            Proto::Tcp => self.config.tcp_inactivity,
+            Proto::Udp => self.config.udp_inactivity,
+            Proto::Icmp => self.config.icmp_inactivity,
+            Proto::Other(_) => self.config.other_inactivity,
+        };
+        let mut deadline = s.last.add_nanos(nanos(inactivity));
+        if let ProtoState::Tcp(tcp) = &s.state {
+            if let Some(closed) = s.closed_at {
+                let delay = if tcp.orig.state == super::tcp::EndpointState::Reset
+                    || tcp.resp.state == super::tcp::EndpointState::Reset
+                {
+                    nanos(self.config.tcp_reset_delay)
+                } else {
+                    close_delay
+                };
+                deadline = deadline.min(closed.add_nanos(delay));
+            } else if tcp.is_unanswered_attempt() {
+                deadline = deadline.min(s.start.add_nanos(nanos(TCP_ATTEMPT_DELAY)));
+            } else if let Some(half) = s.half_closed_at {
+                if tcp.expire_check_removes() {
+                    // Zeek's expire timer fires every tcp_session_timer after the half close and
+                    // removes the session once it has been idle for tcp_connection_linger.
+                    let idle_until = s.last.add_nanos(nanos(TCP_CONNECTION_LINGER));
+                    let period = nanos(TCP_SESSION_TIMER).max(1);
+                    let since = idle_until.nanos_since(half);
+                    let ticks = since / period + 1;
+                    deadline = deadline.min(half.add_nanos(ticks.saturating_mul(period)));
+                }
+            }
+        }
+        deadline.0
+    }
+
+    fn schedule(&mut self, slot: u32, deadline: i64) {
+        let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        // Later deadlines are found lazily when the earlier heap entry pops.
+        if deadline < s.scheduled {
+            s.scheduled = deadline;
+            self.deadlines.push(Reverse((deadline, slot, s.generation)));
+        }
+    }
+
+    fn advance_time(&mut self, ts: Timestamp, emit: &mut impl FnMut(SessionRecord)) {
+        if ts > self.now {
+            self.now = ts;
+        }
+        let now = self.now.0;
+        let close_delay = nanos(self.config.tcp_close_delay);
+        while let Some(&Reverse((deadline, slot, generation))) = self.deadlines.peek() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(s) = self.session(slot) else {
+                continue;
+            };
+            if s.generation != generation || s.scheduled != deadline {
+                continue;
+            }
+            let current = self.deadline_of(slot, close_delay);
+            if current <= now {
+                let reason = match s.state {
+                    ProtoState::Tcp(tcp) if s.closed_at.is_some() || tcp.expire_check_removes() => {
+                        EndReason::Closed
+                    }
+                    _ => EndReason::Inactive,
+                };
+                self.finish_slot(slot, reason, emit);
+            } else if let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+                s.scheduled = current;
+                self.deadlines.push(Reverse((current, slot, s.generation)));
+            }
+        }
+    }
+
+    fn finish_slot(&mut self, slot: u32, reason: EndReason, emit: &mut impl FnMut(SessionRecord)) {
+        self.lru_unlink(slot);
+        let Some(session) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        if let Some(g) = self.generations.get_mut(slot as usize) {
+            *g = g.wrapping_add(1);
+        }
+        self.free.push(slot);
+        self.index.remove(&session.key);
+        self.live = self.live.saturating_sub(1);
+        emit(record_of(&session, reason));
+    }
+
+    fn touch_lru(&mut self, slot: u32) {
+        if self.lru_tail != slot {
+            self.lru_unlink(slot);
+            self.lru_push_tail(slot);
+        }
+    }
+
+    fn lru_unlink(&mut self, slot: u32) {
+        let Some((prev, next)) = self.session(slot).map(|s| (s.lru_prev, s.lru_next)) else {
+            return;
+        };
+        if prev != NIL {
+            if let Some(p) = self.slots.get_mut(prev as usize).and_then(Option::as_mut) {
+                p.lru_next = next;
+            }
+        } else if self.lru_head == slot {
+            self.lru_head = next;
+        }
+        if next != NIL {
+            if let Some(n) = self.slots.get_mut(next as usize).and_then(Option::as_mut) {
+                n.lru_prev = prev;
+            }
+        } else if self.lru_tail == slot {
+            self.lru_tail = prev;
+        }
+        if let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+            s.lru_prev = NIL;
+            s.lru_next = NIL;
+        }
+    }
+
+    fn lru_push_tail(&mut self, slot: u32) {
+        let tail = self.lru_tail;
+        if let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+            s.lru_prev = tail;
+            s.lru_next = NIL;
+        }
+        if tail != NIL {
+            if let Some(t) = self.slots.get_mut(tail as usize).and_then(Option::as_mut) {
+                t.lru_next = slot;
+            }
+        } else {
+            self.lru_head = slot;
+        }
+        self.lru_tail = slot;
+    }
+}
+
+fn record_of(s: &Session, reason: EndReason) -> SessionRecord {
+    let mut orig_stats = s.orig_stats;
+    let mut resp_stats = s.resp_stats;
+    let (conn_state, missed_bytes) = match &s.state {
+        ProtoState::Tcp(tcp) => {
+            orig_stats.bytes = tcp.orig.size(tcp.resp.state);
+            resp_stats.bytes = tcp.resp.size(tcp.orig.state);
+            (
+                tcp.conn_state(&s.history),
+                tcp.orig.missed_bytes.saturating_add(tcp.resp.missed_bytes),
+            )
+        }
+        ProtoState::Datagram => {
+            let state = match s.proto {
+                Proto::Udp => match (orig_stats.pkts > 0, resp_stats.pkts > 0) {
+                    (true, true) => ConnState::SF,
+                    (true, false) => ConnState::S0,
+                    (false, true) => ConnState::SHR,
+                    (false, false) => ConnState::OTH,
+                },
+                _ => ConnState::OTH,
+            };
+            (state, 0)
+        }
+    };
+    SessionRecord {
+        uid: Uid::derive(s.start, s.proto, s.orig, s.resp, s.key.depth),
+        start: s.start,
+        last: s.last,
+        orig: s.orig,
+        resp: s.resp,
+        proto: s.proto,
+        ip_proto: s.ip_proto,
+        orig_stats,
+        resp_stats,
+        conn_state,
+        history: s.history,
+        missed_bytes,
+        service: None,
+        service_evidence: ServiceEvidence::None,
+        end_reason: reason,
+        tunnel_depth: s.key.depth,
     }
 }

@@ -1,15 +1,113 @@
-//! Stable session uids. STUB.
+//! Stable session uids in Zeek's shape: 'C' followed by base62 digits.
+//!
+//! Zeek draws uids at random; sessionscope derives them from what identifies a session (its
+//! first packet's time, protocol, endpoints and tunnel depth) so that the same capture always
+//! gives the same uids, whichever order or thread the sessions are processed in.
 
-/// A session's uid: Zeek's shape ('C' and base62), derived from the session's first packet so
-/// that the same capture always gives the same uids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+use super::{Endpoint, Proto};
+use crate::capture::Timestamp;
+use sha1::{Digest, Sha1};
+use std::net::IpAddr;
+
+/// A session's uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Uid {
     text: [u8; 18],
     len: u8,
 }
 
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
 impl Uid {
+    /// Derives the uid from the session's identity.
+    pub fn derive(
+        start: Timestamp,
+        proto: Proto,
+        orig: Endpoint,
+        resp: Endpoint,
+        depth: u8,
+    ) -> Uid {
+        let mut hasher = Sha1::new();
+        hasher.update(start.0.to_be_bytes());
+        let proto_number: u8 = match proto {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Icmp => 1,
+            Proto::Other(n) => n,
+        };
+        hasher.update([proto_number, depth]);
+        for endpoint in [orig, resp] {
+            match endpoint.addr {
+                IpAddr::V4(a) => hasher.update(a.octets()),
+                IpAddr::V6(a) => hasher.update(a.octets()),
+            }
+            hasher.update(endpoint.port.to_be_bytes());
+        }
+        let digest = hasher.finalize();
+        let mut value: u128 = 0;
+        for &byte in digest.iter().take(12) {
+            value = (value << 8) | u128::from(byte);
+        }
+        Uid::from_value(value)
+    }
+
+    fn from_value(mut value: u128) -> Uid {
+        let mut text = [0u8; 18];
+        text[0] = b'C';
+        let mut len = 1usize;
+        // 96 bits need at most 17 base62 digits.
+        while value > 0 && len < text.len() {
+            text[len] = BASE62[(value % 62) as usize];
+            value /= 62;
+            len += 1;
+        }
+        Uid {
+            text,
+            len: len as u8,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(self.text.get(..usize::from(self.len)).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ep(last: u8, port: u16) -> Endpoint {
+        Endpoint {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)),
+            port,
+        }
+    }
+
+    #[test]
+    fn same_identity_same_uid_and_zeek_shape() {
+        let a = Uid::derive(Timestamp(5), Proto::Tcp, ep(1, 1000), ep(2, 80), 0);
+        let b = Uid::derive(Timestamp(5), Proto::Tcp, ep(1, 1000), ep(2, 80), 0);
+        assert_eq!(a, b);
+        assert!(a.as_str().starts_with('C'));
+        assert!(a.as_str().len() >= 12 && a.as_str().len() <= 18);
+        assert!(a.as_str().bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn different_start_or_port_gives_different_uid() {
+        let a = Uid::derive(Timestamp(5), Proto::Tcp, ep(1, 1000), ep(2, 80), 0);
+        assert_ne!(
+            a,
+            Uid::derive(Timestamp(6), Proto::Tcp, ep(1, 1000), ep(2, 80), 0)
+        );
+        assert_ne!(
+            a,
+            Uid::derive(Timestamp(5), Proto::Tcp, ep(1, 1001), ep(2, 80), 0)
+        );
+        assert_ne!(
+            a,
+            Uid::derive(Timestamp(5), Proto::Udp, ep(1, 1000), ep(2, 80), 0)
+        );
     }
 }
