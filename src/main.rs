@@ -1,1 +1,163 @@
-fn main() {}
+//! The `sessionscope` command line: parses arguments into typed options, runs the pipeline,
+//! prints errors once at the top, and maps outcomes to documented exit codes.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sessionscope::config::TrackerConfig;
+use sessionscope::pipeline::{self, AnalyzeOptions};
+use sessionscope::report;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit codes (also in README.md).
+mod exit {
+    /// Every input was read to its end and every output written.
+    pub const OK: u8 = 0;
+    /// An input was missing, not a capture, or cut off; what was read is still reported.
+    pub const INPUT_ERROR: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const _USAGE: u8 = 2;
+    /// An output could not be written (directory not creatable, disk full).
+    pub const OUTPUT_ERROR: u8 = 3;
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "sessionscope", version, about = "Passive network session analyser: captures in, Zeek-grade sessions out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Analyse capture files (pcap or pcapng; `-` reads standard input) into sessions.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Parser, Debug)]
+struct AnalyzeArgs {
+    /// Capture files, read in order as one capture; `-` for standard input.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Directory for sessions.csv (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Most sessions tracked at once; beyond it the longest idle session is ended early.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    max_sessions: usize,
+    /// Seconds without a packet after which a TCP session ends (Zeek: 300).
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    tcp_inactivity: f64,
+    /// Seconds without a packet after which a UDP session ends (Zeek: 60).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    udp_inactivity: f64,
+    /// Seconds without a packet after which an ICMP session ends (Zeek: 60).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    icmp_inactivity: f64,
+    /// Seconds without a packet after which a session of another IP protocol ends (Zeek: 60).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    other_inactivity: f64,
+    /// Seconds a TCP session lingers after FIN both ways (Zeek: 5).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    tcp_close_delay: f64,
+    /// Seconds a TCP session lingers after a RST (Zeek: 5).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    tcp_reset_delay: f64,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Colour in the terminal summary.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} must be a non-negative number of seconds, got {value}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Analyze(args) => match run_analyze(args) {
+            Ok(code) => ExitCode::from(code),
+            Err((code, message)) => {
+                eprintln!("sessionscope: {message}");
+                ExitCode::from(code)
+            }
+        },
+    }
+}
+
+fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
+    let usage = |m: String| (2u8, m);
+    let tracker = TrackerConfig {
+        tcp_inactivity: seconds(args.tcp_inactivity, "tcp-inactivity").map_err(usage)?,
+        udp_inactivity: seconds(args.udp_inactivity, "udp-inactivity").map_err(usage)?,
+        icmp_inactivity: seconds(args.icmp_inactivity, "icmp-inactivity").map_err(usage)?,
+        other_inactivity: seconds(args.other_inactivity, "other-inactivity").map_err(usage)?,
+        tcp_close_delay: seconds(args.tcp_close_delay, "tcp-close-delay").map_err(usage)?,
+        tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
+        max_sessions: args.max_sessions.max(1),
+    };
+    let options = AnalyzeOptions { inputs: args.inputs, tracker, progress: !args.no_progress };
+
+    let mut csv = match &args.out {
+        Some(dir) => Some(
+            report::SessionCsvWriter::create(dir)
+                .map_err(|e| (exit::OUTPUT_ERROR, format!("{}: cannot write sessions.csv: {e}", dir.display())))?,
+        ),
+        None => None,
+    };
+    let mut output_error: Option<String> = None;
+    let outcome = pipeline::analyze(&options, &mut |record| {
+        if let Some(writer) = csv.as_mut() {
+            if output_error.is_none() {
+                if let Err(e) = writer.write(record) {
+                    output_error = Some(e.to_string());
+                }
+            }
+        }
+    });
+    if let Some(writer) = csv.take() {
+        if let Err(e) = writer.finish() {
+            output_error.get_or_insert(e.to_string());
+        }
+    }
+
+    let color = match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    let width = terminal_width();
+    let text = report::terminal::render(&outcome.summary, &report::terminal::TerminalOptions { width, color });
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (e.g. `| head`) is not an error worth reporting.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+
+    for error in &outcome.input_errors {
+        eprintln!("sessionscope: {error}");
+    }
+    if let Some(error) = output_error {
+        let dir = args.out.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+        return Err((exit::OUTPUT_ERROR, format!("{dir}: writing sessions.csv failed: {error}")));
+    }
+    if !outcome.input_errors.is_empty() {
+        return Ok(exit::INPUT_ERROR);
+    }
+    Ok(exit::OK)
+}
+
+/// The terminal's width in columns, from $COLUMNS when set, else 100.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w: &usize| w >= 40).unwrap_or(100)
+}
