@@ -7,7 +7,7 @@
 
 mod file;
 
-pub use file::{CaptureError, CaptureReader};
+pub use file::{CaptureError, CaptureFormat, CaptureReader, MAX_BLOCK_BYTES, Place};
 
 use std::fmt;
 
