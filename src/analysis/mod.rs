@@ -1,2 +1,9 @@
 //! Aggregates over the whole capture: the counts behind the terminal summary.
-// STUB: the report helper fills this.
+//!
+//! [`CaptureSummary`] is fed by the pipeline (per file, per packet, per skipped frame, per
+//! finished session) and read by [`crate::report::terminal`]. Memory is bounded: fixed arrays,
+//! maps keyed by small closed sets (protocols, services), and a bounded top-talkers table.
+
+mod summary;
+
+pub use summary::{CaptureSummary, END_REASONS, FileSummary, Talker, TopTalkers, Traffic};

@@ -1,0 +1,468 @@
+//! sessions.csv: one row per finished session, in start order.
+//!
+//! Owns the column set (see docs/sessions-csv.md), formatting a [`SessionRecord`] into a CSV
+//! row with the `csv` crate (so hostile text such as service names or history strings is
+//! quoted, never breaks a row), and handing rows to [`StartOrderBuffer`] so the file lists
+//! sessions by (start, uid) although they finish in end order. Promises: the header line is
+//! written when the file is created, rows only on [`SessionCsvWriter::finish`]; memory is
+//! bounded by [`CsvOptions::max_rows_in_memory`]; formatting a row allocates nothing per row.
+
+use super::community_id::CommunityIdHasher;
+use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
+use crate::session::SessionRecord;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// File name inside the output directory.
+pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
+
+/// The header, in column order.
+pub const SESSIONS_CSV_COLUMNS: [&str; 23] = [
+    "ts",
+    "uid",
+    "community_id",
+    "orig_h",
+    "orig_p",
+    "resp_h",
+    "resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+    "ip_proto",
+    "service_evidence",
+    "end_reason",
+    "tunnel_depth",
+];
+
+/// Staged rows are copied out after each row; the staging vector restarts past this size.
+const STAGING_RESET_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    /// Community ID seed (the spec's default is 0; all parties must use the same one).
+    pub community_id_seed: u16,
+    /// Rows kept in memory before a sorted run is spilled to the output directory.
+    pub max_rows_in_memory: usize,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            community_id_seed: 0,
+            max_rows_in_memory: DEFAULT_MAX_ROWS_IN_MEMORY,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("formatting a sessions.csv row: {0}")]
+    Format(#[from] csv::Error),
+}
+
+/// What [`SessionCsvWriter::finish`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvStats {
+    pub path: PathBuf,
+    pub rows: u64,
+    /// Sorted runs spilled to temporary files (0 when all rows fit in memory).
+    pub runs_spilled: u64,
+}
+
+/// Writes DIR/sessions.csv; see the module documentation.
+pub struct SessionCsvWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    order: StartOrderBuffer,
+    staging: csv::Writer<Vec<u8>>,
+    staged_len: usize,
+    hasher: CommunityIdHasher,
+    field: FieldBuf,
+}
+
+impl SessionCsvWriter {
+    /// Creates (truncates) `dir/sessions.csv` and writes the header line.
+    pub fn create(dir: &Path, options: &CsvOptions) -> Result<Self, CsvError> {
+        let path = dir.join(SESSIONS_FILE_NAME);
+        let io_err = |source| CsvError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::create(&path).map_err(io_err)?;
+        let mut file = BufWriter::with_capacity(1 << 16, file);
+        let mut header = new_staging();
+        header.write_record(SESSIONS_CSV_COLUMNS)?;
+        header.flush().map_err(io_err)?;
+        file.write_all(header.get_ref()).map_err(io_err)?;
+        Ok(SessionCsvWriter {
+            order: StartOrderBuffer::new(dir, options.max_rows_in_memory),
+            path,
+            file,
+            staging: new_staging(),
+            staged_len: 0,
+            hasher: CommunityIdHasher::new(options.community_id_seed),
+            field: FieldBuf::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Formats one finished session and queues it for start-order output.
+    pub fn write(&mut self, record: &SessionRecord) -> Result<(), CsvError> {
+        self.write_with_history(record, record.history.as_str())
+    }
+
+    fn write_with_history(
+        &mut self,
+        record: &SessionRecord,
+        history: &str,
+    ) -> Result<(), CsvError> {
+        if self.staged_len > STAGING_RESET_BYTES {
+            self.staging = new_staging();
+            self.staged_len = 0;
+        }
+        self.format_row(record, history)?;
+        self.staging.flush().map_err(|source| CsvError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let staged = self.staging.get_ref();
+        let row = staged.get(self.staged_len..).unwrap_or(&[]);
+        self.staged_len = staged.len();
+        let key = RowKey::new(record.start, record.uid.as_str());
+        self.order.push(key, row).map_err(|source| CsvError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn format_row(&mut self, r: &SessionRecord, history: &str) -> Result<(), csv::Error> {
+        let w = &mut self.staging;
+        let f = &mut self.field;
+        w.write_field(f.show(format_args!("{}", r.start)))?;
+        w.write_field(r.uid.as_str())?;
+        w.write_field(self.hasher.session(r).as_str())?;
+        w.write_field(f.show(format_args!("{}", r.orig.addr)))?;
+        w.write_field(f.show(format_args!("{}", r.orig.port)))?;
+        w.write_field(f.show(format_args!("{}", r.resp.addr)))?;
+        w.write_field(f.show(format_args!("{}", r.resp.port)))?;
+        w.write_field(r.proto.as_str())?;
+        w.write_field(r.service.unwrap_or(""))?;
+        w.write_field(f.show(format_args!(
+            "{}",
+            Micros(round_to_micros(r.duration_nanos()))
+        )))?;
+        w.write_field(f.show(format_args!("{}", r.orig_stats.bytes)))?;
+        w.write_field(f.show(format_args!("{}", r.resp_stats.bytes)))?;
+        w.write_field(r.conn_state.as_str())?;
+        w.write_field(f.show(format_args!("{}", r.missed_bytes)))?;
+        w.write_field(history)?;
+        w.write_field(f.show(format_args!("{}", r.orig_stats.pkts)))?;
+        w.write_field(f.show(format_args!("{}", r.orig_stats.ip_bytes)))?;
+        w.write_field(f.show(format_args!("{}", r.resp_stats.pkts)))?;
+        w.write_field(f.show(format_args!("{}", r.resp_stats.ip_bytes)))?;
+        w.write_field(f.show(format_args!("{}", r.ip_proto)))?;
+        w.write_field(r.service_evidence.as_str())?;
+        w.write_field(r.end_reason.as_str())?;
+        w.write_field(f.show(format_args!("{}", r.tunnel_depth)))?;
+        w.write_record(None::<&[u8]>)
+    }
+
+    /// Writes every queued row in start order, flushes the file and removes temporary runs.
+    pub fn finish(mut self) -> Result<CsvStats, CsvError> {
+        let path = self.path.clone();
+        let io_err = |source| CsvError::Io {
+            path: path.clone(),
+            source,
+        };
+        let OrderStats { rows, runs_spilled } =
+            self.order.finish(&mut self.file).map_err(io_err)?;
+        self.file.flush().map_err(io_err)?;
+        Ok(CsvStats {
+            path: self.path,
+            rows,
+            runs_spilled,
+        })
+    }
+}
+
+fn new_staging() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .buffer_capacity(4096)
+        .from_writer(Vec::new())
+}
+
+fn round_to_micros(nanos: u64) -> u64 {
+    nanos / 1_000 + u64::from(nanos % 1_000 >= 500)
+}
+
+/// A microsecond count shown as seconds with six decimals.
+struct Micros(u64);
+
+impl std::fmt::Display for Micros {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+/// A stack buffer one numeric or address field is formatted into (no heap allocation).
+struct FieldBuf {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for FieldBuf {
+    fn default() -> Self {
+        FieldBuf {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl FieldBuf {
+    fn show(&mut self, args: std::fmt::Arguments<'_>) -> &[u8] {
+        self.len = 0;
+        // Every value formatted here (integers, addresses, timestamps) fits in 64 bytes.
+        let _ = self.write_fmt(args);
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl std::fmt::Write for FieldBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
+        let dst = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Timestamp;
+    use crate::session::{
+        ConnState, DirectionStats, EndReason, Endpoint, History, Proto, ServiceEvidence, Uid,
+    };
+    use std::collections::HashMap;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sessionscope-csv-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The HTTP GET session of Zeek's trace http/get.pcap with the counters of Zeek's baseline
+    /// core.tcp.reassembly-known-ports/conn.log (the baseline masks ts; ours is arbitrary).
+    fn http_get() -> SessionRecord {
+        SessionRecord {
+            uid: Uid::default(),
+            start: Timestamp::from_micros(1_362_692_526_869_344),
+            last: Timestamp::from_micros(1_362_692_526_869_344 + 211_484),
+            orig: Endpoint {
+                addr: "141.142.228.5".parse().unwrap(),
+                port: 59856,
+            },
+            resp: Endpoint {
+                addr: "192.150.187.43".parse().unwrap(),
+                port: 80,
+            },
+            proto: Proto::Tcp,
+            ip_proto: 6,
+            orig_stats: DirectionStats {
+                pkts: 7,
+                ip_bytes: 512,
+                bytes: 136,
+            },
+            resp_stats: DirectionStats {
+                pkts: 7,
+                ip_bytes: 5379,
+                bytes: 5007,
+            },
+            conn_state: ConnState::SF,
+            history: History::default(),
+            missed_bytes: 0,
+            service: Some("http"),
+            service_evidence: ServiceEvidence::Port,
+            end_reason: EndReason::Closed,
+            tunnel_depth: 0,
+        }
+    }
+
+    fn read_rows(path: &Path) -> (Vec<String>, Vec<HashMap<String, String>>) {
+        let mut rdr = csv::Reader::from_path(path).unwrap();
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        let rows = rdr
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                assert_eq!(r.len(), header.len());
+                header
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(String::from))
+                    .collect()
+            })
+            .collect();
+        (header, rows)
+    }
+
+    #[test]
+    fn header_and_one_row() {
+        let dir = temp_dir("one");
+        let mut w = SessionCsvWriter::create(&dir, &CsvOptions::default()).unwrap();
+        w.write(&http_get()).unwrap();
+        let stats = w.finish().unwrap();
+        assert_eq!(stats.rows, 1);
+        let text = std::fs::read_to_string(&stats.path).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "ts,uid,community_id,orig_h,orig_p,resp_h,resp_p,proto,service,duration,orig_bytes,\
+             resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,resp_pkts,\
+             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth"
+        );
+        let (_, rows) = read_rows(&stats.path);
+        let r = &rows[0];
+        assert_eq!(r["ts"], "1362692526.869344");
+        // Zeek's community-id-logging baseline for this 5-tuple.
+        assert_eq!(r["community_id"], "1:yvyB8h+3dnggTZW0UEITWCst97w=");
+        assert_eq!(r["orig_h"], "141.142.228.5");
+        assert_eq!(r["resp_p"], "80");
+        assert_eq!(r["proto"], "tcp");
+        assert_eq!(r["service"], "http");
+        assert_eq!(r["duration"], "0.211484");
+        assert_eq!(r["orig_bytes"], "136");
+        assert_eq!(r["resp_bytes"], "5007");
+        assert_eq!(r["orig_ip_bytes"], "512");
+        assert_eq!(r["conn_state"], "SF");
+        assert_eq!(r["history"], "");
+        assert_eq!(r["orig_pkts"], "7");
+        assert_eq!(r["resp_ip_bytes"], "5379");
+        assert_eq!(r["ip_proto"], "6");
+        assert_eq!(r["service_evidence"], "port");
+        assert_eq!(r["end_reason"], "closed");
+        assert_eq!(r["tunnel_depth"], "0");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn ipv6_icmp_zero_duration_and_empty_values() {
+        let dir = temp_dir("v6");
+        let mut w = SessionCsvWriter::create(&dir, &CsvOptions::default()).unwrap();
+        let mut r = http_get();
+        r.orig = Endpoint {
+            addr: "fe80:0:0:0:200:86ff:fe05:80da".parse().unwrap(),
+            port: 135,
+        };
+        r.resp = Endpoint {
+            addr: "fe80:0000::260:97ff:fe07:69ea".parse().unwrap(),
+            port: 136,
+        };
+        r.proto = Proto::Icmp;
+        r.ip_proto = 58;
+        r.last = r.start;
+        r.service = None;
+        r.service_evidence = ServiceEvidence::None;
+        r.conn_state = ConnState::OTH;
+        r.end_reason = EndReason::CaptureEnd;
+        w.write(&r).unwrap();
+        let path = w.finish().unwrap().path;
+        let (_, rows) = read_rows(&path);
+        let row = &rows[0];
+        // RFC 5952 canonical text.
+        assert_eq!(row["orig_h"], "fe80::200:86ff:fe05:80da");
+        assert_eq!(row["resp_h"], "fe80::260:97ff:fe07:69ea");
+        assert_eq!(row["proto"], "icmp");
+        assert_eq!(row["ip_proto"], "58");
+        // Zeek's run-pcaps baseline (icmp6.pcap) for this neighbour solicitation pair.
+        assert_eq!(row["community_id"], "1:dGHyGvjMfljg6Bppwm3bg0LO8TY=");
+        assert_eq!(row["duration"], "0.000000");
+        assert_eq!(row["service"], "");
+        assert_eq!(row["service_evidence"], "");
+        assert_eq!(row["end_reason"], "capture_end");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn hostile_service_and_history_stay_one_field() {
+        let dir = temp_dir("hostile");
+        let mut w = SessionCsvWriter::create(&dir, &CsvOptions::default()).unwrap();
+        let hostile_service = "ht\"tp,\r\nx\n\"\",evil";
+        let hostile_history = "Sh\n\"A,d\"\rF";
+        let mut r = http_get();
+        r.service = Some(hostile_service);
+        w.write_with_history(&r, hostile_history).unwrap();
+        w.write(&http_get()).unwrap();
+        let path = w.finish().unwrap().path;
+        let (header, rows) = read_rows(&path);
+        assert_eq!(header.len(), 23);
+        assert_eq!(rows.len(), 2);
+        let hostile = rows.iter().find(|r| r["service"] != "http").unwrap();
+        assert_eq!(hostile["service"], hostile_service);
+        assert_eq!(hostile["history"], hostile_history);
+        assert_eq!(hostile["conn_state"], "SF");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rows_come_out_in_start_order_through_spills() {
+        let dir = temp_dir("order");
+        let options = CsvOptions {
+            max_rows_in_memory: 3,
+            ..CsvOptions::default()
+        };
+        let mut w = SessionCsvWriter::create(&dir, &options).unwrap();
+        // Sessions finish in reverse start order (each one ends later than it starts).
+        let base = 1_000_000_000_000_000i64;
+        for i in (0..20i64).rev() {
+            let mut r = http_get();
+            r.start = Timestamp(base + i * 1_000_000);
+            r.last = Timestamp(base + 100_000_000);
+            r.orig.port = 1000 + i as u16;
+            w.write(&r).unwrap();
+        }
+        let stats = w.finish().unwrap();
+        assert_eq!(stats.rows, 20);
+        assert!(stats.runs_spilled > 0);
+        let (_, rows) = read_rows(&stats.path);
+        let ports: Vec<String> = rows.iter().map(|r| r["orig_p"].clone()).collect();
+        let expected: Vec<String> = (1000..1020).map(|p: u16| p.to_string()).collect();
+        assert_eq!(ports, expected);
+        assert_eq!(rows[0]["ts"], "1000000.000000");
+        assert_eq!(rows[19]["ts"], "1000000.019000");
+        assert_eq!(rows[0]["duration"], "0.100000");
+        // Only sessions.csv is left in the directory.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn duration_rounds_to_the_microsecond() {
+        assert_eq!(Micros(round_to_micros(1_499)).to_string(), "0.000001");
+        assert_eq!(Micros(round_to_micros(1_500)).to_string(), "0.000002");
+        assert_eq!(
+            Micros(round_to_micros(3_600_000_000_000)).to_string(),
+            "3600.000000"
+        );
+    }
+}

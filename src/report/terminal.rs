@@ -1,0 +1,899 @@
+//! The terminal summary: what an administrator reads first after a run.
+//!
+//! Owns turning a [`CaptureSummary`] into aligned, width-limited text: capture span and files,
+//! packets read/decoded/skipped (every nonzero reason), sessions by protocol, state (with its
+//! meaning), end reason and service, top services and talkers, the session table's counters
+//! (evictions called out loudly), and read errors. Promises: no line is wider than
+//! [`TerminalOptions::width`] visible characters, ANSI colour only when
+//! [`TerminalOptions::color`] is set, and text from inputs (file names, error messages) has
+//! its control characters replaced so it cannot drive the terminal.
+
+use crate::analysis::{CaptureSummary, END_REASONS, Traffic};
+use crate::capture::{LinkType, Timestamp};
+use crate::decode::SkipReason;
+use crate::session::{ConnState, Proto};
+use std::fmt::Write as _;
+
+/// How the summary is laid out. The CLI sets `color` only for a terminal with NO_COLOR unset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalOptions {
+    /// Maximum visible characters per line.
+    pub width: usize,
+    pub color: bool,
+}
+
+impl Default for TerminalOptions {
+    fn default() -> Self {
+        TerminalOptions {
+            width: 100,
+            color: false,
+        }
+    }
+}
+
+/// Rows shown in the service and talker tables.
+const TOP_N: usize = 10;
+/// Narrowest a shrinkable column (names, meanings) gets before lines are cut instead.
+const MIN_FLEX_WIDTH: usize = 8;
+
+/// Renders the whole summary; see the module documentation.
+pub fn render(summary: &CaptureSummary, opts: &TerminalOptions) -> String {
+    let mut out = Out {
+        lines: Vec::new(),
+        opts: *opts,
+    };
+    capture_section(&mut out, summary);
+    packets_section(&mut out, summary);
+    sessions_section(&mut out, summary);
+    tracker_section(&mut out, summary);
+    errors_section(&mut out, summary);
+    let mut text = String::new();
+    for line in &out.lines {
+        text.push_str(&fit(line, opts.width));
+        text.push('\n');
+    }
+    text
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Heading,
+    Header,
+    Dim,
+    Warn,
+    Error,
+}
+
+impl Style {
+    fn ansi(self) -> &'static str {
+        match self {
+            Style::Plain => "",
+            Style::Heading => "\x1b[1;36m",
+            Style::Header => "\x1b[1m",
+            Style::Dim => "\x1b[2m",
+            Style::Warn => "\x1b[1;33m",
+            Style::Error => "\x1b[1;31m",
+        }
+    }
+}
+
+struct Out {
+    lines: Vec<String>,
+    opts: TerminalOptions,
+}
+
+impl Out {
+    fn paint(&self, text: &str, style: Style) -> String {
+        if self.opts.color && style != Style::Plain {
+            format!("{}{text}\x1b[0m", style.ansi())
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn heading(&mut self, title: &str) {
+        if !self.lines.is_empty() {
+            self.lines.push(String::new());
+        }
+        let line = self.paint(title, Style::Heading);
+        self.lines.push(line);
+    }
+
+    fn line(&mut self, text: String) {
+        self.lines.push(text);
+    }
+
+    /// A "label  value" line with the labels of one block aligned.
+    fn field(&mut self, label: &str, value: &str, style: Style) {
+        let value = self.paint(value, style);
+        self.lines.push(format!("  {label:<16}{value}"));
+    }
+
+    /// Word-wrapped paragraph (for messages that must not be cut), indented by `indent`.
+    fn wrapped(&mut self, indent: usize, text: &str, style: Style) {
+        let avail = self.opts.width.saturating_sub(indent).max(MIN_FLEX_WIDTH);
+        let mut current = String::new();
+        let flush = |out: &mut Out, current: &mut String| {
+            if !current.is_empty() {
+                let painted = out.paint(current, style);
+                out.lines.push(format!("{:indent$}{painted}", ""));
+                current.clear();
+            }
+        };
+        for word in text.split_whitespace() {
+            let mut word: String = word.to_string();
+            // Words longer than a line are split.
+            while word.chars().count() > avail {
+                flush(self, &mut current);
+                let head: String = word.chars().take(avail).collect();
+                let tail: String = word.chars().skip(avail).collect();
+                current = head;
+                flush(self, &mut current);
+                word = tail;
+            }
+            let needed =
+                current.chars().count() + usize::from(!current.is_empty()) + word.chars().count();
+            if needed > avail {
+                flush(self, &mut current);
+            }
+            if !current.is_empty() {
+                current.push(' ');
+            }
+            current.push_str(&word);
+        }
+        flush(self, &mut current);
+    }
+
+    fn table(&mut self, table: Table) {
+        let lines = table.layout(self.opts.width.saturating_sub(4));
+        for (i, line) in lines.into_iter().enumerate() {
+            let painted = if i == 0 {
+                self.paint(&line, Style::Header)
+            } else {
+                line
+            };
+            self.lines.push(format!("    {painted}"));
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A table whose `flex` column shrinks (cells cut with "...") to fit the width.
+struct Table {
+    headers: Vec<&'static str>,
+    align: Vec<Align>,
+    rows: Vec<Vec<String>>,
+    flex: Option<usize>,
+}
+
+impl Table {
+    fn new(columns: &[(&'static str, Align)], flex: Option<usize>) -> Self {
+        Table {
+            headers: columns.iter().map(|c| c.0).collect(),
+            align: columns.iter().map(|c| c.1).collect(),
+            rows: Vec::new(),
+            flex,
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn layout(&self, width: usize) -> Vec<String> {
+        let cols = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let total = widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1);
+        if let Some(flex) = self.flex
+            && total > width
+            && let Some(w) = widths.get_mut(flex)
+        {
+            *w = w.saturating_sub(total - width).max(MIN_FLEX_WIDTH);
+        }
+        let header: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        std::iter::once(&header)
+            .chain(&self.rows)
+            .map(|row| {
+                let mut line = String::new();
+                for (i, cell) in row.iter().enumerate().take(cols) {
+                    let w = widths.get(i).copied().unwrap_or(0);
+                    let cell = truncate(cell, w);
+                    let last = i + 1 == cols;
+                    if i > 0 {
+                        line.push_str("  ");
+                    }
+                    match self.align.get(i) {
+                        Some(Align::Right) => {
+                            let _ = write!(line, "{cell:>w$}");
+                        }
+                        _ if last => line.push_str(&cell),
+                        _ => {
+                            let _ = write!(line, "{cell:<w$}");
+                        }
+                    }
+                }
+                line
+            })
+            .collect()
+    }
+}
+
+fn capture_section(out: &mut Out, s: &CaptureSummary) {
+    out.heading("Capture");
+    match (s.first_ts, s.last_ts) {
+        (Some(first), Some(last)) => {
+            out.field("First packet", &format!("{} UTC", utc(first)), Style::Plain);
+            out.field("Last packet", &format!("{} UTC", utc(last)), Style::Plain);
+            out.field("Span", &duration(s.span_nanos()), Style::Plain);
+        }
+        _ => out.field("Span", "no packets", Style::Warn),
+    }
+    let failed = s.files.iter().filter(|f| f.error.is_some()).count();
+    let files = if failed > 0 {
+        format!("{} ({failed} stopped early, see Errors)", s.files.len())
+    } else {
+        s.files.len().to_string()
+    };
+    out.field(
+        "Files",
+        &files,
+        if failed > 0 {
+            Style::Error
+        } else {
+            Style::Plain
+        },
+    );
+    if s.files.is_empty() {
+        return;
+    }
+    let mut t = Table::new(
+        &[
+            ("file", Align::Left),
+            ("packets", Align::Right),
+            ("first (UTC)", Align::Left),
+            ("span", Align::Right),
+            ("link", Align::Left),
+            ("status", Align::Left),
+        ],
+        Some(0),
+    );
+    for f in &s.files {
+        let span = match (f.first_ts, f.last_ts) {
+            (Some(a), Some(b)) => duration(b.nanos_since(a)),
+            _ => "-".into(),
+        };
+        let links: Vec<String> = f.link_types.iter().map(|l| link_name(*l)).collect();
+        t.row(vec![
+            clean(&f.name),
+            count(f.packets),
+            f.first_ts
+                .map_or("-".into(), |ts| utc(ts).chars().take(19).collect()),
+            span,
+            if links.is_empty() {
+                "-".into()
+            } else {
+                links.join(",")
+            },
+            if f.error.is_some() {
+                "ERROR".into()
+            } else {
+                "ok".into()
+            },
+        ]);
+    }
+    out.table(t);
+}
+
+fn packets_section(out: &mut Out, s: &CaptureSummary) {
+    out.heading("Packets");
+    out.field("Read", &count(s.packets_read), Style::Plain);
+    out.field(
+        "Decoded (IP)",
+        &format!(
+            "{}  ({})",
+            count(s.packets_decoded),
+            percent(s.packets_decoded, s.packets_read)
+        ),
+        Style::Plain,
+    );
+    let skipped = s.skipped_total();
+    out.field(
+        "Skipped",
+        &count(skipped),
+        if skipped > 0 {
+            Style::Warn
+        } else {
+            Style::Plain
+        },
+    );
+    if skipped > 0 {
+        let mut t = Table::new(
+            &[
+                ("reason", Align::Left),
+                ("frames", Align::Right),
+                ("share", Align::Right),
+            ],
+            Some(0),
+        );
+        for reason in SkipReason::ALL {
+            let n = s.skipped_for(reason);
+            if n > 0 {
+                t.row(vec![reason.label().into(), count(n), percent(n, skipped)]);
+            }
+        }
+        out.table(t);
+    }
+    out.field("Bytes on wire", &bytes(s.wire_bytes), Style::Plain);
+    if s.packets_cut_by_snaplen > 0 {
+        out.field(
+            "Cut by snaplen",
+            &format!(
+                "{} frames (captured {} of {} on the wire)",
+                count(s.packets_cut_by_snaplen),
+                bytes(s.captured_bytes),
+                bytes(s.wire_bytes)
+            ),
+            Style::Warn,
+        );
+    }
+}
+
+fn sessions_section(out: &mut Out, s: &CaptureSummary) {
+    out.heading("Sessions");
+    let total = s.sessions.sessions;
+    out.field(
+        "Total",
+        &format!(
+            "{}  ({} packets, {} IP)",
+            count(total),
+            count(s.sessions.pkts),
+            bytes(s.sessions.ip_bytes)
+        ),
+        Style::Plain,
+    );
+    if total == 0 {
+        return;
+    }
+
+    out.line("  By protocol".into());
+    let mut t = Table::new(
+        &[
+            ("proto", Align::Left),
+            ("sessions", Align::Right),
+            ("share", Align::Right),
+            ("packets", Align::Right),
+            ("IP bytes", Align::Right),
+        ],
+        None,
+    );
+    for (proto, traffic) in &s.by_proto {
+        let name = match proto {
+            Proto::Other(n) => format!("ip proto {n}"),
+            p => p.as_str().to_string(),
+        };
+        t.row(vec![
+            name,
+            count(traffic.sessions),
+            percent(traffic.sessions, total),
+            count(traffic.pkts),
+            bytes(traffic.ip_bytes),
+        ]);
+    }
+    out.table(t);
+
+    out.line("  By state".into());
+    let mut t = Table::new(
+        &[
+            ("state", Align::Left),
+            ("sessions", Align::Right),
+            ("share", Align::Right),
+            ("meaning", Align::Left),
+        ],
+        Some(3),
+    );
+    for state in ConnState::ALL {
+        let n = s.sessions_in_state(state);
+        if n > 0 {
+            t.row(vec![
+                state.as_str().into(),
+                count(n),
+                percent(n, total),
+                state.meaning().into(),
+            ]);
+        }
+    }
+    out.table(t);
+
+    out.line("  By end reason".into());
+    let mut t = Table::new(
+        &[
+            ("end_reason", Align::Left),
+            ("sessions", Align::Right),
+            ("share", Align::Right),
+        ],
+        None,
+    );
+    for reason in END_REASONS {
+        let n = s.sessions_ended_by(reason);
+        if n > 0 {
+            t.row(vec![reason.as_str().into(), count(n), percent(n, total)]);
+        }
+    }
+    out.table(t);
+
+    let service_table = |rows: Vec<(&'static str, Traffic)>, unnamed: Option<u64>| {
+        let mut t = Table::new(
+            &[
+                ("service", Align::Left),
+                ("sessions", Align::Right),
+                ("share", Align::Right),
+                ("IP bytes", Align::Right),
+            ],
+            Some(0),
+        );
+        for (name, traffic) in rows {
+            t.row(vec![
+                clean(name),
+                count(traffic.sessions),
+                percent(traffic.sessions, total),
+                bytes(traffic.ip_bytes),
+            ]);
+        }
+        if let Some(n) = unnamed.filter(|n| *n > 0) {
+            t.row(vec![
+                "(unknown)".into(),
+                count(n),
+                percent(n, total),
+                "-".into(),
+            ]);
+        }
+        t
+    };
+    let services = s.by_service.len();
+    let more = if services > TOP_N {
+        format!(" (top {TOP_N} of {services})")
+    } else {
+        String::new()
+    };
+    out.line(format!("  By service{more}"));
+    out.table(service_table(
+        s.top_services_by_sessions(TOP_N),
+        Some(s.sessions_without_service()),
+    ));
+    if services > 1 {
+        out.line(format!("  Top services by bytes{more}"));
+        out.table(service_table(s.top_services_by_bytes(TOP_N), None));
+    }
+
+    let top = s.talkers.top(TOP_N);
+    if !top.is_empty() {
+        out.line("  Top talkers (IP bytes of the sessions a host took part in)".into());
+        let mut t = Table::new(
+            &[
+                ("host", Align::Left),
+                ("IP bytes", Align::Right),
+                ("sessions", Align::Right),
+            ],
+            Some(0),
+        );
+        let mut approximate = false;
+        for (addr, talker) in top {
+            let mut b = bytes(talker.bytes);
+            if talker.error > 0 {
+                approximate = true;
+                b.insert(0, '~');
+            }
+            t.row(vec![addr.to_string(), b, count(talker.sessions)]);
+        }
+        out.table(t);
+        if approximate {
+            let note = format!(
+                "~ marks estimates: more than {} hosts were seen, so counts of hosts that \
+                 entered the table late are upper bounds (sessions are lower bounds).",
+                count(s.talkers.capacity() as u64)
+            );
+            out.wrapped(4, &note, Style::Dim);
+        }
+    }
+}
+
+fn tracker_section(out: &mut Out, s: &CaptureSummary) {
+    out.heading("Session table");
+    out.field("Started", &count(s.tracker.sessions_started), Style::Plain);
+    out.field("Peak live", &count(s.tracker.peak_live), Style::Plain);
+    if s.tracker.evicted == 0 {
+        out.field("Evicted", "0", Style::Plain);
+    } else {
+        out.field("Evicted", &count(s.tracker.evicted), Style::Error);
+        let warning = format!(
+            "WARNING: {} sessions were evicted to stay under the live-session cap. Their rows \
+             end early (end_reason=evicted) and any later packets started new sessions, so \
+             counts for them are split. Raise --max-sessions if memory allows.",
+            count(s.tracker.evicted)
+        );
+        out.wrapped(2, &warning, Style::Error);
+    }
+}
+
+fn errors_section(out: &mut Out, s: &CaptureSummary) {
+    if s.errors().next().is_none() {
+        return;
+    }
+    out.heading("Errors");
+    let errors: Vec<(String, String)> = s.errors().map(|(f, e)| (clean(f), clean(e))).collect();
+    for (file, error) in errors {
+        out.wrapped(
+            2,
+            &format!("{file}: reading stopped early: {error}"),
+            Style::Error,
+        );
+    }
+}
+
+/// Cuts `text` to `width` visible characters (ANSI colour sequences do not count).
+fn fit(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut visible = 0;
+    let mut chars = text.chars().peekable();
+    let mut cut = false;
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            out.push(c);
+            for e in chars.by_ref() {
+                out.push(e);
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        if visible == width {
+            cut = true;
+            continue;
+        }
+        out.push(c);
+        visible += 1;
+    }
+    if cut && text.contains('\x1b') && !out.ends_with("\x1b[0m") {
+        out.push_str("\x1b[0m");
+    }
+    out
+}
+
+/// Cuts a cell to `width` characters, marking the cut with "...".
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width <= 3 {
+        return text.chars().take(width).collect();
+    }
+    let mut s: String = text.chars().take(width - 3).collect();
+    s.push_str("...");
+    s
+}
+
+/// Replaces control characters (escape sequences, newlines) in text that came from inputs.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn utc(ts: Timestamp) -> String {
+    let secs = ts.0.div_euclid(1_000_000_000);
+    let nanos = ts.0.rem_euclid(1_000_000_000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        None => ts.to_string(),
+    }
+}
+
+/// A duration for people: "0.211484 s", "3m 05.2s", "2h 03m 05s", "3d 04h 05m".
+fn duration(nanos: u64) -> String {
+    let secs = nanos / 1_000_000_000;
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    if secs < 60 {
+        format!("{}.{:06} s", secs, nanos % 1_000_000_000 / 1_000)
+    } else if secs < 3_600 {
+        format!("{m}m {s:02}.{}s", nanos % 1_000_000_000 / 100_000_000)
+    } else if secs < 86_400 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else {
+        format!("{d}d {h:02}h {m:02}m")
+    }
+}
+
+/// An integer with thousands separators: 1,234,567.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+/// Bytes in binary units, exact below 1 KiB: "512 B", "4.9 KiB", "1.21 GiB".
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let name = UNITS.get(unit).copied().unwrap_or("EiB");
+    if value < 10.0 {
+        format!("{value:.2} {name}")
+    } else {
+        format!("{value:.1} {name}")
+    }
+}
+
+fn link_name(link: LinkType) -> String {
+    match link {
+        LinkType::NULL => "null".into(),
+        LinkType::ETHERNET => "ethernet".into(),
+        LinkType::PPP => "ppp".into(),
+        LinkType::RAW_DLT12 | LinkType::RAW_DLT14 | LinkType::RAW => "raw".into(),
+        LinkType::PPP_HDLC => "ppp-hdlc".into(),
+        LinkType::PPP_ETHER => "pppoe".into(),
+        LinkType::IEEE802_11 => "802.11".into(),
+        LinkType::LOOP => "loop".into(),
+        LinkType::LINUX_SLL => "sll".into(),
+        LinkType::IEEE802_11_RADIOTAP => "radiotap".into(),
+        LinkType::IPV4 => "ipv4".into(),
+        LinkType::IPV6 => "ipv6".into(),
+        LinkType::LINUX_SLL2 => "sll2".into(),
+        LinkType(n) => format!("dlt {n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::RawPacket;
+    use crate::session::{
+        DirectionStats, EndReason, Endpoint, History, ServiceEvidence, SessionRecord, TrackerStats,
+        Uid,
+    };
+
+    fn session(
+        orig: &str,
+        resp: &str,
+        proto: Proto,
+        state: ConnState,
+        service: Option<&'static str>,
+    ) -> SessionRecord {
+        SessionRecord {
+            uid: Uid::default(),
+            start: Timestamp::from_secs_nanos(1_362_692_526, 0),
+            last: Timestamp::from_secs_nanos(1_362_692_527, 0),
+            orig: Endpoint {
+                addr: orig.parse().unwrap(),
+                port: 40000,
+            },
+            resp: Endpoint {
+                addr: resp.parse().unwrap(),
+                port: 80,
+            },
+            proto,
+            ip_proto: 6,
+            orig_stats: DirectionStats {
+                pkts: 7,
+                ip_bytes: 512,
+                bytes: 136,
+            },
+            resp_stats: DirectionStats {
+                pkts: 7,
+                ip_bytes: 5379,
+                bytes: 5007,
+            },
+            conn_state: state,
+            history: History::default(),
+            missed_bytes: 0,
+            service,
+            service_evidence: ServiceEvidence::Port,
+            end_reason: EndReason::Closed,
+            tunnel_depth: 0,
+        }
+    }
+
+    fn sample() -> CaptureSummary {
+        let mut s = CaptureSummary::new();
+        let frame = [0u8; 100];
+        s.on_file_start("/captures/a very long directory name/with spaces/trace-2013-03-07.pcap");
+        // 2013-03-07 21:42:06 UTC and 1 h 2 min 3 s later.
+        for (i, secs) in [1_362_692_526i64, 1_362_696_249].into_iter().enumerate() {
+            let p = RawPacket {
+                number: i as u64 + 1,
+                ts: Timestamp::from_secs_nanos(secs, 500_000),
+                link: LinkType::ETHERNET,
+                data: &frame,
+                wire_len: 1514,
+            };
+            s.on_packet(&p);
+            s.on_decoded();
+        }
+        for _ in 0..1234 {
+            s.on_packet(&RawPacket {
+                number: 3,
+                ts: Timestamp::from_secs_nanos(1_362_692_600, 0),
+                link: LinkType::ETHERNET,
+                data: &frame,
+                wire_len: 100,
+            });
+            s.on_skip(SkipReason::Arp);
+        }
+        s.on_skip(SkipReason::TooManyEncapsulations);
+        s.on_file_end(
+            1236,
+            Some("pcap record at byte 99\x1b[31m is cut short".into()),
+        );
+        s.on_session(&session(
+            "10.0.0.1",
+            "192.0.2.80",
+            Proto::Tcp,
+            ConnState::SF,
+            Some("http"),
+        ));
+        s.on_session(&session(
+            "10.0.0.1",
+            "192.0.2.81",
+            Proto::Tcp,
+            ConnState::REJ,
+            None,
+        ));
+        s.on_session(&session(
+            "2001:db8::1",
+            "2001:db8::53",
+            Proto::Udp,
+            ConnState::SF,
+            Some("dns"),
+        ));
+        s.set_tracker_stats(TrackerStats {
+            sessions_started: 3,
+            evicted: 4321,
+            peak_live: 2,
+        });
+        s
+    }
+
+    #[test]
+    fn shows_the_numbers_and_meanings() {
+        let text = render(
+            &sample(),
+            &TerminalOptions {
+                width: 120,
+                color: false,
+            },
+        );
+        for expected in [
+            "2013-03-07 21:42:06.000500 UTC",
+            "2013-03-07 22:44:09.000500 UTC",
+            "1h 02m 03s",
+            "1,236",
+            "ARP (not IP)",
+            "too many nested tunnels",
+            "1,235",
+            "attempt rejected",
+            "normal establishment and termination",
+            "http",
+            "dns",
+            "(unknown)",
+            "10.0.0.1",
+            "2001:db8::53",
+            "4,321",
+            "WARNING",
+            "--max-sessions",
+            "cut short",
+            "closed",
+            "ethernet",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        // Only nonzero skip reasons are listed.
+        assert!(!text.contains(SkipReason::BadIpVersion.label()));
+        // The hostile escape in the error message was neutralised.
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn lines_fit_the_width_without_colour() {
+        for width in [40, 60, 80, 100] {
+            let text = render(
+                &sample(),
+                &TerminalOptions {
+                    width,
+                    color: false,
+                },
+            );
+            for line in text.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}");
+            }
+            assert!(!text.contains('\x1b'));
+        }
+    }
+
+    #[test]
+    fn colour_only_when_asked_and_width_still_holds() {
+        let text = render(
+            &sample(),
+            &TerminalOptions {
+                width: 70,
+                color: true,
+            },
+        );
+        assert!(text.contains("\x1b["));
+        for line in text.lines() {
+            let visible = strip_ansi(line).chars().count();
+            assert!(visible <= 70, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn empty_summary_renders() {
+        let text = render(&CaptureSummary::new(), &TerminalOptions::default());
+        assert!(text.contains("no packets"));
+        assert!(text.contains("Evicted"));
+        assert!(!text.contains("WARNING"));
+    }
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.00 GiB");
+        assert_eq!(duration(211_484_000), "0.211484 s");
+        assert_eq!(duration(185_200_000_000), "3m 05.2s");
+        assert_eq!(duration(90_061_000_000_000), "1d 01h 01m");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(fit("abcdef", 3), "abc");
+        assert_eq!(truncate("abcdefghij", 8), "abcde...");
+    }
+
+    fn strip_ansi(line: &str) -> String {
+        let mut out = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for e in chars.by_ref() {
+                    if e.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
