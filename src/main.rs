@@ -23,7 +23,11 @@ mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "sessionscope", version, about = "Passive network session analyser: captures in, Zeek-grade sessions out")]
+#[command(
+    name = "sessionscope",
+    version,
+    about = "Passive network session analyser: captures in, Zeek-grade sessions out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,7 +84,8 @@ enum ColorChoice {
 }
 
 fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|_| format!("--{flag} must be a non-negative number of seconds, got {value}"))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("--{flag} must be a non-negative number of seconds, got {value}"))
 }
 
 fn main() -> ExitCode {
@@ -107,12 +112,26 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
         max_sessions: args.max_sessions.max(1),
     };
-    let options = AnalyzeOptions { inputs: args.inputs, tracker, progress: !args.no_progress };
+    let options = AnalyzeOptions {
+        inputs: args.inputs,
+        tracker,
+        progress: !args.no_progress,
+    };
 
     let mut csv = match &args.out {
         Some(dir) => Some(
-            report::SessionCsvWriter::create(dir)
-                .map_err(|e| (exit::OUTPUT_ERROR, format!("{}: cannot write sessions.csv: {e}", dir.display())))?,
+            std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    report::SessionCsvWriter::create(dir, &report::CsvOptions::default())
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    (
+                        exit::OUTPUT_ERROR,
+                        format!("{}: cannot write sessions.csv: {e}", dir.display()),
+                    )
+                })?,
         ),
         None => None,
     };
@@ -135,10 +154,16 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     let color = match args.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
     };
     let width = terminal_width();
-    let text = report::terminal::render(&outcome.summary, &report::terminal::TerminalOptions { width, color });
+    let text = report::terminal::render(
+        &outcome.summary,
+        &report::terminal::TerminalOptions { width, color },
+    );
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = stdout.write_all(text.as_bytes());
@@ -148,8 +173,15 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         eprintln!("sessionscope: {error}");
     }
     if let Some(error) = output_error {
-        let dir = args.out.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
-        return Err((exit::OUTPUT_ERROR, format!("{dir}: writing sessions.csv failed: {error}")));
+        let dir = args
+            .out
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        return Err((
+            exit::OUTPUT_ERROR,
+            format!("{dir}: writing sessions.csv failed: {error}"),
+        ));
     }
     if !outcome.input_errors.is_empty() {
         return Ok(exit::INPUT_ERROR);
@@ -159,5 +191,9 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
 
 /// The terminal's width in columns, from $COLUMNS when set, else 100.
 fn terminal_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w: &usize| w >= 40).unwrap_or(100)
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&w: &usize| w >= 40)
+        .unwrap_or(100)
 }

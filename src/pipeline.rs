@@ -35,7 +35,10 @@ pub struct AnalyzeOutcome {
 const PROGRESS_EVERY_PACKETS: u64 = 1 << 14;
 
 /// Runs the analysis; every finished session (classified) goes to `on_session` as it ends.
-pub fn analyze(options: &AnalyzeOptions, on_session: &mut dyn FnMut(&SessionRecord)) -> AnalyzeOutcome {
+pub fn analyze(
+    options: &AnalyzeOptions,
+    on_session: &mut dyn FnMut(&SessionRecord),
+) -> AnalyzeOutcome {
     let mut summary = CaptureSummary::default();
     let mut tracker = SessionTracker::new(options.tracker.clone());
     let mut input_errors = Vec::new();
@@ -67,11 +70,13 @@ pub fn analyze(options: &AnalyzeOptions, on_session: &mut dyn FnMut(&SessionReco
             };
             packets_in_file += 1;
             let ts: Timestamp = packet.ts;
-            summary.on_packet(ts, packet.wire_len, packet.link);
+            summary.on_packet(&packet);
             let mut layers = 0u32;
             let result = decode::decode(packet.link, packet.data, &mut |ip| {
                 layers += 1;
-                tracker.process(ts, ip, &mut |record| deliver(record, &mut summary, on_session));
+                tracker.process(ts, ip, &mut |record| {
+                    deliver(record, &mut summary, on_session)
+                });
             });
             if layers > 0 {
                 summary.on_decoded();
@@ -93,11 +98,18 @@ pub fn analyze(options: &AnalyzeOptions, on_session: &mut dyn FnMut(&SessionReco
     tracker.finish(&mut |record| deliver(record, &mut summary, on_session));
     progress.finish_and_clear();
     summary.set_tracker_stats(tracker.stats());
-    AnalyzeOutcome { summary, input_errors }
+    AnalyzeOutcome {
+        summary,
+        input_errors,
+    }
 }
 
 /// A session left the tracker: name its service, count it, hand it on.
-fn deliver(mut record: SessionRecord, summary: &mut CaptureSummary, on_session: &mut dyn FnMut(&SessionRecord)) {
+fn deliver(
+    mut record: SessionRecord,
+    summary: &mut CaptureSummary,
+    on_session: &mut dyn FnMut(&SessionRecord),
+) {
     classify::classify(&mut record);
     summary.on_session(&record);
     on_session(&record);

@@ -331,6 +331,9 @@ impl CaptureSummary {
             sessions_started: a.sessions_started.saturating_add(b.sessions_started),
             evicted: a.evicted.saturating_add(b.evicted),
             peak_live: a.peak_live.saturating_add(b.peak_live),
+            unattributed_packets: a
+                .unattributed_packets
+                .saturating_add(b.unattributed_packets),
         };
     }
 }

@@ -524,6 +524,19 @@ fn tracker_section(out: &mut Out, s: &CaptureSummary) {
         );
         out.wrapped(2, &warning, Style::Error);
     }
+    if s.tracker.unattributed_packets > 0 {
+        out.field(
+            "Later IP fragments",
+            &count(s.tracker.unattributed_packets),
+            Style::Plain,
+        );
+        out.wrapped(
+            2,
+            "Non-first IP fragments carry no ports and are not yet reassembled, so they are not \
+             counted in any session's packets or bytes.",
+            Style::Dim,
+        );
+    }
 }
 
 fn errors_section(out: &mut Out, s: &CaptureSummary) {
@@ -780,6 +793,7 @@ mod tests {
             sessions_started: 3,
             evicted: 4321,
             peak_live: 2,
+            unattributed_packets: 0,
         });
         s
     }
