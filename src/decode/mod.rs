@@ -8,9 +8,11 @@
 
 mod ip;
 mod link;
+#[cfg(test)]
+mod tests;
 mod tunnel;
 
-pub use ip::{TcpFlags, Transport};
+pub use ip::{QuotedFlow, TcpFlags, Transport, is_icmp_error, parse_quoted};
 
 use crate::capture::LinkType;
 use std::net::IpAddr;
@@ -79,10 +81,18 @@ pub enum SkipReason {
     BadEncapsulation,
     /// Tunnels nested deeper than sessionscope follows.
     TooManyEncapsulations,
+    /// An IP protocol that Zeek keeps no connection for (IGMP, ESP, IPv6 no-next-header,
+    /// mobility header).
+    NoSessionProtocol,
+    /// A protected (WEP/WPA-encrypted) 802.11 data frame.
+    ProtectedWifi,
+    /// A later IP fragment of a tunnel (GRE, IP-in-IP, UDP tunnels): its inside cannot be
+    /// followed without reassembly, which sessionscope does not do.
+    FragmentedTunnel,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 13] = [
         SkipReason::UnsupportedLinkType,
         SkipReason::TruncatedLinkHeader,
         SkipReason::Arp,
@@ -93,6 +103,9 @@ impl SkipReason {
         SkipReason::TruncatedTransportHeader,
         SkipReason::BadEncapsulation,
         SkipReason::TooManyEncapsulations,
+        SkipReason::NoSessionProtocol,
+        SkipReason::ProtectedWifi,
+        SkipReason::FragmentedTunnel,
     ];
 
     pub fn index(self) -> usize {
@@ -112,6 +125,9 @@ impl SkipReason {
             SkipReason::TruncatedTransportHeader => "truncated TCP/UDP/ICMP header",
             SkipReason::BadEncapsulation => "malformed encapsulation header",
             SkipReason::TooManyEncapsulations => "too many nested tunnels",
+            SkipReason::NoSessionProtocol => "IP protocol without sessions (IGMP, ESP...)",
+            SkipReason::ProtectedWifi => "encrypted 802.11 frame",
+            SkipReason::FragmentedTunnel => "tunnel in IP fragments (not reassembled)",
         }
     }
 }
@@ -120,6 +136,9 @@ impl SkipReason {
 ///
 /// Returns `Err` when the frame (or an inner layer) could not be decoded; layers already
 /// visited stay valid (a tunnel's outer datagram counts even when its inside is garbage).
+/// The layers visited are those Zeek's conn.log keeps connections for: both the outer UDP
+/// datagram and the inside of UDP tunnels, only the inside of GRE and IP-in-IP, nothing for
+/// IGMP, ESP or IPv6 no-next-header (see `tunnel.rs`).
 pub fn decode<'a, F>(link: LinkType, frame: &'a [u8], visit: &mut F) -> Result<(), SkipReason>
 where
     F: FnMut(&IpPacket<'a>),
