@@ -2,7 +2,7 @@
 //! prints errors once at the top, and maps outcomes to documented exit codes.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sessionscope::config::TrackerConfig;
+use sessionscope::config::{ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
 use sessionscope::report;
 use std::io::{IsTerminal, Write};
@@ -68,6 +68,17 @@ struct AnalyzeArgs {
     /// Seconds a TCP session lingers after a RST (Zeek: 5).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     tcp_reset_delay: f64,
+    /// Seconds a UDP DNS session (port 53, 137, 5353, 5355) may idle before it ends (Zeek: 10).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    dns_session_timeout: f64,
+    /// Verify IP/TCP/UDP/ICMP checksums and leave bad packets out of sessions, as Zeek does
+    /// without -C (off: offloading hosts record their own packets with wrong checksums).
+    #[arg(long)]
+    verify_checksums: bool,
+    /// Ports that mark the server of a session whose start was not captured: a comma-separated
+    /// union of `zeek` (Zeek's default set), `tunnels`, `none`, `tcp/PORT`, `udp/PORT`.
+    #[arg(long, default_value = "zeek", value_name = "LIST")]
+    server_ports: String,
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -110,7 +121,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         other_inactivity: seconds(args.other_inactivity, "other-inactivity").map_err(usage)?,
         tcp_close_delay: seconds(args.tcp_close_delay, "tcp-close-delay").map_err(usage)?,
         tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
+        dns_session_timeout: seconds(args.dns_session_timeout, "dns-session-timeout")
+            .map_err(usage)?,
         max_sessions: args.max_sessions.max(1),
+        verify_checksums: args.verify_checksums,
+        server_ports: ServerPorts::parse(&args.server_ports)
+            .map_err(|e| usage(format!("--server-ports: {e}")))?,
     };
     let options = AnalyzeOptions {
         inputs: args.inputs,
@@ -137,18 +153,17 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     };
     let mut output_error: Option<String> = None;
     let outcome = pipeline::analyze(&options, &mut |record| {
-        if let Some(writer) = csv.as_mut() {
-            if output_error.is_none() {
-                if let Err(e) = writer.write(record) {
-                    output_error = Some(e.to_string());
-                }
-            }
+        if let Some(writer) = csv.as_mut()
+            && output_error.is_none()
+            && let Err(e) = writer.write(record)
+        {
+            output_error = Some(e.to_string());
         }
     });
-    if let Some(writer) = csv.take() {
-        if let Err(e) = writer.finish() {
-            output_error.get_or_insert(e.to_string());
-        }
+    if let Some(writer) = csv.take()
+        && let Err(e) = writer.finish()
+    {
+        output_error.get_or_insert(e.to_string());
     }
 
     let color = match args.color {

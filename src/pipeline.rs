@@ -84,7 +84,7 @@ pub fn analyze(
             if let Err(reason) = result {
                 summary.on_skip(reason);
             }
-            if packets_in_file % PROGRESS_EVERY_PACKETS == 0 {
+            if packets_in_file.is_multiple_of(PROGRESS_EVERY_PACKETS) {
                 progress.set_position(bytes_base + reader.bytes_read());
             }
         }

@@ -334,6 +334,9 @@ impl CaptureSummary {
             unattributed_packets: a
                 .unattributed_packets
                 .saturating_add(b.unattributed_packets),
+            bad_checksum_packets: a
+                .bad_checksum_packets
+                .saturating_add(b.bad_checksum_packets),
         };
     }
 }
@@ -721,11 +724,13 @@ mod tests {
             sessions_started: 2,
             evicted: 1,
             peak_live: 2,
+            ..TrackerStats::default()
         });
         b.set_tracker_stats(TrackerStats {
             sessions_started: 1,
             evicted: 0,
             peak_live: 1,
+            ..TrackerStats::default()
         });
         a.merge(b);
         assert_eq!(a.packets_read, whole.packets_read);

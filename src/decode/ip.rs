@@ -58,6 +58,8 @@ pub enum Transport<'a> {
         payload_len: u32,
         /// The payload bytes that were captured (a prefix of `payload_len` bytes).
         payload: &'a [u8],
+        /// The snaplen cut the header's options: ports and flags are known, nothing else counts.
+        header_cut: bool,
     },
     Udp {
         src_port: u16,
@@ -140,6 +142,8 @@ pub(super) struct IpLayer<'a> {
     pub l4: &'a [u8],
     /// Length of the bytes after the IP header(s) as the IP header announces it.
     pub l4_len: u32,
+    /// The IPv4 header bytes (for its checksum); empty for IPv6.
+    pub header: &'a [u8],
 }
 
 impl IpLayer<'_> {
@@ -210,6 +214,7 @@ fn parse_ipv4(data: &[u8]) -> Result<IpLayer<'_>, SkipReason> {
         fragment,
         l4,
         l4_len: (total_len - header_len) as u32,
+        header: data.get(..header_len).unwrap_or(&[]),
     })
 }
 
@@ -235,6 +240,7 @@ fn parse_ipv6(data: &[u8]) -> Result<IpLayer<'_>, SkipReason> {
         fragment: chain.fragment,
         l4: chain.rest,
         l4_len: chain.rest_len as u32,
+        header: &[],
     })
 }
 
@@ -299,6 +305,30 @@ fn walk_ipv6_extensions(
     })
 }
 
+/// A TCP header whose fixed 20 bytes were captured but whose options were cut by the snaplen.
+fn tcp_with_cut_options(l4: &[u8], l4_len: u32) -> Result<Transport<'_>, SkipReason> {
+    let fixed: &[u8; 20] = l4
+        .get(..20)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(SkipReason::TruncatedTransportHeader)?;
+    let header_len = u32::from(fixed[12] >> 4) * 4;
+    if header_len < 20 || header_len > l4_len {
+        return Err(SkipReason::TruncatedTransportHeader);
+    }
+    let word = |i: usize| u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+    Ok(Transport::Tcp {
+        src_port: u16::from_be_bytes([fixed[0], fixed[1]]),
+        dst_port: u16::from_be_bytes([fixed[2], fixed[3]]),
+        seq: word(4),
+        ack: word(8),
+        flags: TcpFlags(fixed[13]),
+        window: u16::from_be_bytes([fixed[14], fixed[15]]),
+        payload_len: l4_len - header_len,
+        payload: &[],
+        header_cut: true,
+    })
+}
+
 /// Reads the transport header of `layer` (TCP, UDP, ICMP; anything else, and later
 /// fragments, become [`Transport::Other`]).
 pub(super) fn parse_transport<'a>(layer: &IpLayer<'a>) -> Result<Transport<'a>, SkipReason> {
@@ -311,8 +341,12 @@ pub(super) fn parse_transport<'a>(layer: &IpLayer<'a>) -> Result<Transport<'a>, 
     }
     match layer.protocol {
         PROTO_TCP => {
-            let tcp =
-                TcpHeaderSlice::from_slice(l4).map_err(|_| SkipReason::TruncatedTransportHeader)?;
+            let tcp = match TcpHeaderSlice::from_slice(l4) {
+                Ok(tcp) => tcp,
+                // The fixed header is there but the snaplen cut its options: Zeek still opens
+                // the session (it needs only the ports) but counts nothing of the packet.
+                Err(_) => return tcp_with_cut_options(l4, l4_len),
+            };
             let header_len = tcp.slice().len();
             let payload_len = l4_len
                 .checked_sub(header_len as u32)
@@ -326,6 +360,7 @@ pub(super) fn parse_transport<'a>(layer: &IpLayer<'a>) -> Result<Transport<'a>, 
                 window: tcp.window_size(),
                 payload_len,
                 payload: l4.get(header_len..).unwrap_or(&[]),
+                header_cut: false,
             })
         }
         PROTO_UDP => {

@@ -6,12 +6,14 @@
 //! Promise: never panics on any bytes. Every frame that yields no IP layer, or whose inner
 //! layers could not be decoded, is given a [`SkipReason`] that the summary counts.
 
+mod checksum;
 mod ip;
 mod link;
 #[cfg(test)]
 mod tests;
 mod tunnel;
 
+pub use checksum::{ChecksumVerdict, verify_checksums};
 pub use ip::{QuotedFlow, TcpFlags, Transport, is_icmp_error, parse_quoted};
 
 use crate::capture::LinkType;
@@ -36,6 +38,12 @@ pub struct IpPacket<'a> {
     /// When this packet travels inside a tunnel, what kind it is.
     pub tunnel: Option<TunnelKind>,
     pub transport: Transport<'a>,
+    /// The captured transport header and payload (for checksums).
+    pub l4: &'a [u8],
+    /// The transport length as the IP header announces it (`l4` is shorter when cut).
+    pub l4_len: u32,
+    /// The IPv4 header bytes; empty for IPv6.
+    pub ip_header: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -156,7 +156,9 @@ fn ethernet_ipv4_tcp_fields() {
             window,
             payload_len,
             payload,
+            header_cut,
         } => {
+            assert!(!header_cut);
             assert_eq!((src_port, dst_port), (40000, 80));
             assert_eq!(seq, 0x01020304);
             assert_eq!(ack, 0xa0b0c0d0);

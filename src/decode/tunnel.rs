@@ -115,6 +115,9 @@ fn packet<'a>(layer: &IpLayer<'a>, enc: Encap, transport: Transport<'a>) -> IpPa
         depth: enc.depth,
         tunnel: enc.tunnel,
         transport,
+        l4: layer.l4,
+        l4_len: layer.l4_len,
+        ip_header: layer.header,
     }
 }
 

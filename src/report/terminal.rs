@@ -524,6 +524,19 @@ fn tracker_section(out: &mut Out, s: &CaptureSummary) {
         );
         out.wrapped(2, &warning, Style::Error);
     }
+    if s.tracker.bad_checksum_packets > 0 {
+        out.field(
+            "Bad checksums",
+            &count(s.tracker.bad_checksum_packets),
+            Style::Plain,
+        );
+        out.wrapped(
+            2,
+            "--verify-checksums was given: these packets were not counted in their sessions \
+             (history C/c marks TCP and UDP ones), as Zeek does without -C.",
+            Style::Dim,
+        );
+    }
     if s.tracker.unattributed_packets > 0 {
         out.field(
             "Later IP fragments",
@@ -793,7 +806,7 @@ mod tests {
             sessions_started: 3,
             evicted: 4321,
             peak_live: 2,
-            unattributed_packets: 0,
+            ..TrackerStats::default()
         });
         s
     }

@@ -35,6 +35,7 @@ pub(crate) enum Mark {
     Data = 0x10,
     Ack = 0x20,
     MultiFlag = 0x40,
+    Corrupt = 0x80,
 }
 
 impl History {

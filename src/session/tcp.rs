@@ -54,6 +54,7 @@ pub(crate) struct TcpEndpoint {
     retransmits: ScaledCounter,
     zero_windows: ScaledCounter,
     gaps: ScaledCounter,
+    checksum_errors: ScaledCounter,
     /// Relative sequence number up to which content was seen contiguously.
     delivered_to: u64,
     /// Highest acknowledgement already examined for gaps.
@@ -84,6 +85,7 @@ impl Default for TcpEndpoint {
             retransmits: ScaledCounter::default(),
             zero_windows: ScaledCounter::default(),
             gaps: ScaledCounter::default(),
+            checksum_errors: ScaledCounter::default(),
             delivered_to: 1,
             trim_seq: 0,
             pending: [(0, 0); MAX_PENDING_BLOCKS],
@@ -156,11 +158,10 @@ impl TcpEndpoint {
         let last = Self::full(self.last_seq, self.seq_wraps);
         let ack = Self::full(self.ack_seq, self.ack_wraps);
         let mut size = last.max(ack).wrapping_sub(u64::from(self.start_seq));
-        if size != 0 {
-            size -= 1;
-        }
-        if self.fin_cnt > 0 && size != 0 {
-            size -= 1;
+        // Neither the SYN nor the FIN occupies a byte of data.
+        size = size.saturating_sub(1);
+        if self.fin_cnt > 0 {
+            size = size.saturating_sub(1);
         }
         // A wrapped-around subtraction means nonsense sequence numbers: report nothing.
         if size > (1u64 << 48) { 0 } else { size }
@@ -727,6 +728,14 @@ impl TcpSession {
             self.close_complete = true;
         } else if ep.prev_state != St::Inactive {
             self.half_closed = true;
+        }
+    }
+
+    /// A segment with a bad checksum: Zeek records C/c (at 1, 10, 100...) and ignores it.
+    pub(crate) fn checksum_error(&mut self, history: &mut History, is_orig: bool) {
+        let (ep, _) = self.endpoints(is_orig);
+        if ep.checksum_errors.bump() {
+            history.push(b'C', is_orig);
         }
     }
 

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::capture::Timestamp;
 use crate::config::TrackerConfig;
-use crate::decode::{IpPacket, Transport};
+use crate::decode::{self, ChecksumVerdict, IpPacket, Transport};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::IpAddr;
@@ -30,6 +30,8 @@ pub struct TrackerStats {
     pub peak_live: u64,
     /// IP packets that could not be tied to a session (non-first fragments until reassembly).
     pub unattributed_packets: u64,
+    /// Packets left out of their sessions for a bad checksum (only with `verify_checksums`).
+    pub bad_checksum_packets: u64,
 }
 
 /// Zeek's delay before an unanswered SYN's session is removed (tcp_attempt_delay).
@@ -39,32 +41,15 @@ const TCP_SESSION_TIMER: Duration = Duration::from_secs(6);
 /// Zeek's idle time after which a half-closed session may be removed (tcp_connection_linger).
 const TCP_CONNECTION_LINGER: Duration = Duration::from_secs(5);
 
-/// Ports that Zeek's analyzers register as likely servers (`likely_server_ports`): when a
-/// session is first seen from such a port, the roles are flipped so the server is the responder.
-const LIKELY_SERVER_PORTS_TCP: &[u16] = &[
-    21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 443, 445, 465, 502, 514, 563, 585, 587,
-    614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3306, 3389, 5222, 5223,
-    5269, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000,
-];
-const LIKELY_SERVER_PORTS_UDP: &[u16] = &[
-    53, 67, 68, 88, 123, 137, 161, 162, 443, 514, 784, 853, 1812, 2152, 3389, 3544, 4011, 4789,
-    5060, 5072, 5353, 5355, 6081, 20000,
-];
-
-fn likely_server(proto: u8, port: u16) -> bool {
-    match proto {
-        6 => LIKELY_SERVER_PORTS_TCP.binary_search(&port).is_ok(),
-        17 => LIKELY_SERVER_PORTS_UDP.binary_search(&port).is_ok(),
-        _ => false,
-    }
-}
-
 fn is_broadcast(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => a.is_broadcast(),
         IpAddr::V6(_) => false,
     }
 }
+
+/// Responder ports where Zeek's DNS analyzer, and with it the DNS session timer, applies.
+const DNS_PORTS_UDP: [u16; 4] = [53, 137, 5353, 5355];
 
 /// ICMP's pseudo ports, as Zeek builds them: (type, counterpart type or code, one-way).
 fn icmp_ports(v6: bool, icmp_type: u8, code: u8) -> (u16, u16, bool) {
@@ -135,6 +120,8 @@ impl FlowKey {
 }
 
 #[derive(Debug, Clone, Copy)]
+// Boxing would cost an allocation per TCP session; UDP sessions paying TCP's size is cheaper.
+#[allow(clippy::large_enum_variant)]
 enum ProtoState {
     Tcp(TcpSession),
     /// UDP, ICMP and other protocols: which sides sent anything.
@@ -213,13 +200,26 @@ impl SessionTracker {
     }
 
     /// Accounts one IP packet seen at `ts`; sessions that end as a result go to `emit`.
+    ///
+    /// Returns false when the packet was rejected for a bad checksum (only with
+    /// `verify_checksums`): then the layers inside it (a tunnel's payload) must not be counted.
     pub fn process(
         &mut self,
         ts: Timestamp,
         packet: &IpPacket<'_>,
         emit: &mut impl FnMut(SessionRecord),
-    ) {
+    ) -> bool {
         self.advance_time(ts, emit);
+        let verdict = if self.config.verify_checksums {
+            decode::verify_checksums(packet)
+        } else {
+            ChecksumVerdict::Valid
+        };
+        if verdict == ChecksumVerdict::BadIpHeader {
+            // Zeek discards such a packet before it reaches any session.
+            self.stats.bad_checksum_packets += 1;
+            return false;
+        }
 
         let src_ip = packet.src;
         let dst_ip = packet.dst;
@@ -244,7 +244,7 @@ impl SessionTracker {
                     // A later fragment carries no ports; it joins its session once fragments are
                     // reassembled.
                     self.stats.unattributed_packets += 1;
-                    return;
+                    return true;
                 }
                 (0, 0, false, Proto::Other(packet.protocol))
             }
@@ -278,9 +278,32 @@ impl SessionTracker {
         self.touch_lru(slot);
         let config_close = nanos(self.config.tcp_close_delay);
         let Some(session) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
-            return;
+            return true;
         };
         let is_orig = session.orig == src;
+        if let Transport::Tcp {
+            header_cut: true, ..
+        } = packet.transport
+        {
+            // Zeek opens the session for the ports but cannot read the segment.
+            let deadline = self.deadline_of(slot, config_close);
+            self.schedule(slot, deadline);
+            return true;
+        }
+        if verdict == ChecksumVerdict::BadTransport {
+            // The session exists but the packet is not counted; TCP and UDP note it in history.
+            self.stats.bad_checksum_packets += 1;
+            match &mut session.state {
+                ProtoState::Tcp(tcp) => tcp.checksum_error(&mut session.history, is_orig),
+                ProtoState::Datagram if session.proto == Proto::Udp => {
+                    session.history.check(Mark::Corrupt, b'C', is_orig);
+                }
+                ProtoState::Datagram => {}
+            }
+            let deadline = self.deadline_of(slot, config_close);
+            self.schedule(slot, deadline);
+            return false;
+        }
         let ip_len = u64::from(packet.ip_len);
         {
             let stats = if is_orig {
@@ -355,6 +378,7 @@ impl SessionTracker {
         }
         let deadline = self.deadline_of(slot, config_close);
         self.schedule(slot, deadline);
+        true
     }
 
     /// Ends every live session (end of capture), as Zeek does when it terminates.
@@ -394,8 +418,9 @@ impl SessionTracker {
         let (mut orig, mut resp) = (src, dst);
         let flip = match packet.transport {
             Transport::Tcp { flags, .. } if !flags.syn() || flags.ack() => {
-                if likely_server(6, src.port) {
-                    if likely_server(6, dst.port) {
+                let server = &self.config.server_ports;
+                if server.contains(6, src.port) {
+                    if server.contains(6, dst.port) {
                         !flags.syn() && src.port < dst.port
                     } else {
                         true
@@ -404,10 +429,14 @@ impl SessionTracker {
                     false
                 }
             }
-            Transport::Udp { .. } => likely_server(17, src.port) && !likely_server(17, dst.port),
+            Transport::Udp { .. } => {
+                let server = &self.config.server_ports;
+                server.contains(17, src.port) && !server.contains(17, dst.port)
+            }
             _ => false,
         };
-        if flip && !is_broadcast(src.addr) {
+        // Zeek never makes a broadcast address the originator.
+        if flip && !is_broadcast(dst.addr) {
             std::mem::swap(&mut orig, &mut resp);
             history.push_raw(b'^');
         }
@@ -466,6 +495,15 @@ impl SessionTracker {
             Proto::Other(_) => self.config.other_inactivity,
         };
         let mut deadline = s.last.add_nanos(nanos(inactivity));
+        if s.proto == Proto::Udp && DNS_PORTS_UDP.contains(&s.resp.port) {
+            // Zeek's DNS timer fires every dns_session_timeout from the first packet and ends
+            // the session once it has been idle for that long less one second.
+            let period = nanos(self.config.dns_session_timeout).max(1);
+            let idle_needed = period.saturating_sub(1_000_000_000);
+            let earliest = s.last.add_nanos(idle_needed);
+            let ticks = earliest.nanos_since(s.start).div_ceil(period).max(1);
+            deadline = deadline.min(s.start.add_nanos(ticks.saturating_mul(period)));
+        }
         if let ProtoState::Tcp(tcp) = &s.state {
             if let Some(closed) = s.closed_at {
                 let delay = if tcp.orig.state == super::tcp::EndpointState::Reset
@@ -478,16 +516,16 @@ impl SessionTracker {
                 deadline = deadline.min(closed.add_nanos(delay));
             } else if tcp.is_unanswered_attempt() {
                 deadline = deadline.min(s.start.add_nanos(nanos(TCP_ATTEMPT_DELAY)));
-            } else if let Some(half) = s.half_closed_at {
-                if tcp.expire_check_removes() {
-                    // Zeek's expire timer fires every tcp_session_timer after the half close and
-                    // removes the session once it has been idle for tcp_connection_linger.
-                    let idle_until = s.last.add_nanos(nanos(TCP_CONNECTION_LINGER));
-                    let period = nanos(TCP_SESSION_TIMER).max(1);
-                    let since = idle_until.nanos_since(half);
-                    let ticks = since / period + 1;
-                    deadline = deadline.min(half.add_nanos(ticks.saturating_mul(period)));
-                }
+            } else if let Some(half) = s.half_closed_at
+                && tcp.expire_check_removes()
+            {
+                // Zeek's expire timer fires every tcp_session_timer after the half close and
+                // removes the session once it has been idle for tcp_connection_linger.
+                let idle_until = s.last.add_nanos(nanos(TCP_CONNECTION_LINGER));
+                let period = nanos(TCP_SESSION_TIMER).max(1);
+                let since = idle_until.nanos_since(half);
+                let ticks = since / period + 1;
+                deadline = deadline.min(half.add_nanos(ticks.saturating_mul(period)));
             }
         }
         deadline.0
