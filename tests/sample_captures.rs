@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const HEADER: &str = "ts,uid,community_id,orig_h,orig_p,resp_h,resp_p,proto,service,duration,\
 orig_bytes,resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,resp_pkts,\
-resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth";
+resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid";
 
 const ALL_CAPTURES: [&str; 9] = [
     "tcp-handshake-close.pcap",
@@ -682,6 +682,25 @@ fn a_reused_client_port_makes_a_second_session() {
 #[test]
 fn dns_exchanges_and_a_port_unreachable() {
     check_capture("udp-dns.pcap");
+}
+
+#[test]
+fn port_unreachable_is_tied_to_the_datagram_it_quotes() {
+    // The UDP datagram to closed port 9999 drew the only ICMP error in the capture.
+    let rows = analyze("udp-dns.pcap").rows;
+    let udp = rows
+        .iter()
+        .find(|row| field(row, "proto") == "udp" && field(row, "resp_p") == "9999")
+        .expect("the datagram to the closed port");
+    let icmp = rows
+        .iter()
+        .find(|row| field(row, "proto") == "icmp")
+        .expect("the port unreachable");
+    assert_eq!(field(icmp, "related_uid"), field(udp, "uid"));
+    assert_eq!(field(udp, "related_uid"), field(icmp, "uid"));
+    for row in rows.iter().filter(|row| field(row, "resp_p") == "53") {
+        assert!(is_unset(field(row, "related_uid")), "{row:?}");
+    }
 }
 
 #[test]

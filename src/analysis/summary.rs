@@ -543,6 +543,7 @@ mod tests {
             service_evidence: ServiceEvidence::Port,
             end_reason: EndReason::Inactive,
             tunnel_depth: 0,
+            related_uid: None,
         }
     }
 

@@ -83,6 +83,7 @@ mod tests {
             service_evidence: ServiceEvidence::None,
             end_reason: EndReason::CaptureEnd,
             tunnel_depth: 0,
+            related_uid: None,
         }
     }
 

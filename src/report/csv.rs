@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
 
 /// The header, in column order.
-pub const SESSIONS_CSV_COLUMNS: [&str; 23] = [
+pub const SESSIONS_CSV_COLUMNS: [&str; 24] = [
     "ts",
     "uid",
     "community_id",
@@ -43,6 +43,7 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 23] = [
     "service_evidence",
     "end_reason",
     "tunnel_depth",
+    "related_uid",
 ];
 
 /// Staged rows are copied out after each row; the staging vector restarts past this size.
@@ -180,6 +181,7 @@ impl SessionCsvWriter {
         w.write_field(r.service_evidence.as_str())?;
         w.write_field(r.end_reason.as_str())?;
         w.write_field(f.show(format_args!("{}", r.tunnel_depth)))?;
+        w.write_field(r.related_uid.as_ref().map_or("", |uid| uid.as_str()))?;
         w.write_record(None::<&[u8]>)
     }
 
@@ -306,6 +308,7 @@ mod tests {
             service_evidence: ServiceEvidence::Port,
             end_reason: EndReason::Closed,
             tunnel_depth: 0,
+            related_uid: None,
         }
     }
 
@@ -339,7 +342,7 @@ mod tests {
             text.lines().next().unwrap(),
             "ts,uid,community_id,orig_h,orig_p,resp_h,resp_p,proto,service,duration,orig_bytes,\
              resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,resp_pkts,\
-             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth"
+             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid"
         );
         let (_, rows) = read_rows(&stats.path);
         let r = &rows[0];

@@ -747,6 +747,7 @@ mod tests {
             service_evidence: ServiceEvidence::Port,
             end_reason: EndReason::Closed,
             tunnel_depth: 0,
+            related_uid: None,
         }
     }
 

@@ -115,7 +115,9 @@ impl ConnState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub addr: IpAddr,
-    /// TCP/UDP port; for ICMP, Zeek's convention: the type (orig) and code (resp).
+    /// TCP/UDP port; for ICMP, Zeek's convention: the message type on the originator side, and
+    /// on the responder side the counterpart type (echo request 8 -> reply 0) or, for one-way
+    /// messages such as errors, the code.
     pub port: u16,
 }
 
@@ -205,6 +207,9 @@ pub struct SessionRecord {
     pub end_reason: EndReason,
     /// How many IP layers enclosed this session's packets (0 = not tunnelled).
     pub tunnel_depth: u8,
+    /// The session an ICMP error ties this one to: on an ICMP error session, the session whose
+    /// packet the error quotes; on that quoted session, the first ICMP error about it.
+    pub related_uid: Option<Uid>,
 }
 
 impl SessionRecord {

@@ -147,6 +147,8 @@ struct Session {
     closed_at: Option<Timestamp>,
     /// When one side closed while the other stayed open.
     half_closed_at: Option<Timestamp>,
+    /// See [`SessionRecord::related_uid`].
+    related: Option<Uid>,
     /// The deadline of this session's live heap entry.
     scheduled: i64,
     generation: u32,
@@ -378,7 +380,49 @@ impl SessionTracker {
         }
         let deadline = self.deadline_of(slot, config_close);
         self.schedule(slot, deadline);
+        if let Some(quoted) = packet.transport.icmp_error_quote() {
+            self.tie_icmp_error(slot, quoted, packet.depth);
+        }
         true
+    }
+
+    /// Ties an ICMP error session and the session whose packet it quotes, both ways.
+    fn tie_icmp_error(&mut self, icmp_slot: u32, quoted: decode::QuotedFlow, depth: u8) {
+        let src = Endpoint {
+            addr: quoted.src,
+            port: quoted.src_port,
+        };
+        let dst = Endpoint {
+            addr: quoted.dst,
+            port: quoted.dst_port,
+        };
+        let key = FlowKey::new(src, dst, quoted.protocol, depth, false);
+        let Some(&quoted_slot) = self.index.get(&key) else {
+            return;
+        };
+        if quoted_slot == icmp_slot {
+            return;
+        }
+        let (Some(icmp_uid), Some(quoted_uid)) = (
+            self.session(icmp_slot).map(Session::uid),
+            self.session(quoted_slot).map(Session::uid),
+        ) else {
+            return;
+        };
+        if let Some(s) = self
+            .slots
+            .get_mut(icmp_slot as usize)
+            .and_then(Option::as_mut)
+        {
+            s.related.get_or_insert(quoted_uid);
+        }
+        if let Some(s) = self
+            .slots
+            .get_mut(quoted_slot as usize)
+            .and_then(Option::as_mut)
+        {
+            s.related.get_or_insert(icmp_uid);
+        }
     }
 
     /// Ends every live session (end of capture), as Zeek does when it terminates.
@@ -467,6 +511,7 @@ impl SessionTracker {
             state,
             closed_at: None,
             half_closed_at: None,
+            related: None,
             scheduled: i64::MAX,
             generation,
             lru_prev: NIL,
@@ -663,7 +708,7 @@ fn record_of(s: &Session, reason: EndReason) -> SessionRecord {
         }
     };
     SessionRecord {
-        uid: Uid::derive(s.start, s.proto, s.orig, s.resp, s.key.depth),
+        uid: s.uid(),
         start: s.start,
         last: s.last,
         orig: s.orig,
@@ -679,5 +724,12 @@ fn record_of(s: &Session, reason: EndReason) -> SessionRecord {
         service_evidence: ServiceEvidence::None,
         end_reason: reason,
         tunnel_depth: s.key.depth,
+        related_uid: s.related,
+    }
+}
+
+impl Session {
+    fn uid(&self) -> Uid {
+        Uid::derive(self.start, self.proto, self.orig, self.resp, self.key.depth)
     }
 }
