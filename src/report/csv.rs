@@ -418,7 +418,7 @@ mod tests {
         w.write(&http_get()).unwrap();
         let path = w.finish().unwrap().path;
         let (header, rows) = read_rows(&path);
-        assert_eq!(header.len(), 23);
+        assert_eq!(header.len(), SESSIONS_CSV_COLUMNS.len());
         assert_eq!(rows.len(), 2);
         let hostile = rows.iter().find(|r| r["service"] != "http").unwrap();
         assert_eq!(hostile["service"], hostile_service);
