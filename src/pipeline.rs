@@ -1,12 +1,13 @@
-//! Wires the stages together for one analysis run: capture -> decode -> session -> classify ->
-//! analysis -> report.
+//! Wires the stages together: capture -> decode -> session -> classify -> analysis -> report.
 //!
-//! Several input files are read in the order given as one continuous capture: a session that
-//! spans two files stays one session. A file that cannot be read to its end stops that file
-//! only; everything read before the error is still tracked, summarised and exported.
+//! [`Analysis`] is the one code path after the packet source: files, pipes and (later) live
+//! interfaces all feed it packets through [`PacketSource`]. [`analyze`] runs it over a list of
+//! files read in the order given as one continuous capture: a session that spans two files
+//! stays one session. A file that cannot be read to its end stops that file only; everything read
+//! before the error is still tracked, summarised and exported.
 
 use crate::analysis::CaptureSummary;
-use crate::capture::{CaptureReader, Timestamp};
+use crate::capture::{CaptureReader, PacketSource};
 use crate::classify;
 use crate::config::TrackerConfig;
 use crate::decode;
@@ -31,73 +32,132 @@ pub struct AnalyzeOutcome {
     pub input_errors: Vec<String>,
 }
 
-/// Packets between two progress-bar updates (keeps the per-packet path free of terminal writes).
+/// Packets between two progress callbacks (keeps the per-packet path free of terminal writes).
 const PROGRESS_EVERY_PACKETS: u64 = 1 << 14;
 
-/// Runs the analysis; every finished session (classified) goes to `on_session` as it ends.
+/// The analysis state shared by every packet source: the session table and the summary.
+pub struct Analysis {
+    tracker: SessionTracker,
+    summary: CaptureSummary,
+}
+
+impl Analysis {
+    pub fn new(config: TrackerConfig) -> Self {
+        Analysis {
+            tracker: SessionTracker::new(config),
+            summary: CaptureSummary::default(),
+        }
+    }
+
+    /// Sessions currently open.
+    pub fn live_sessions(&self) -> usize {
+        self.tracker.live_sessions()
+    }
+
+    /// The summary so far.
+    pub fn summary(&self) -> &CaptureSummary {
+        &self.summary
+    }
+
+    /// Reads `source` to its end (or its first error, returned as the user-facing message).
+    /// Finished sessions go to `on_session`; `on_progress` is called every few thousand packets
+    /// with the bytes the source has consumed, so a caller can draw progress or check a stop flag
+    /// (returning false stops reading early, as a clean end).
+    pub fn feed<S: PacketSource>(
+        &mut self,
+        source: &mut S,
+        on_session: &mut dyn FnMut(&SessionRecord),
+        on_progress: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<(), String> {
+        self.summary.on_file_start(source.name());
+        let mut packets = 0u64;
+        let mut error = None;
+        loop {
+            let packet = match source.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            };
+            packets += 1;
+            let ts = packet.ts;
+            self.summary.on_packet(&packet);
+            let tracker = &mut self.tracker;
+            let summary = &mut self.summary;
+            let mut layers = 0u32;
+            let mut rejected = false;
+            let result = decode::decode(packet.link, packet.data, &mut |ip| {
+                layers += 1;
+                // A layer rejected for its checksum takes what it carries with it.
+                if !rejected {
+                    rejected = !tracker
+                        .process(ts, ip, &mut |record| deliver(record, summary, on_session));
+                }
+            });
+            if layers > 0 {
+                self.summary.on_decoded();
+            }
+            if let Err(reason) = result {
+                self.summary.on_skip(reason);
+            }
+            if packets.is_multiple_of(PROGRESS_EVERY_PACKETS) && !on_progress(source.bytes_read()) {
+                break;
+            }
+        }
+        on_progress(source.bytes_read());
+        self.summary.on_file_end(packets, error.clone());
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Records an input that could not even be opened.
+    pub fn input_failed(&mut self, name: &str, message: String) {
+        self.summary.on_file_start(name);
+        self.summary.on_file_end(0, Some(message));
+    }
+
+    /// Ends every open session (end of input), and returns the summary.
+    pub fn finish(mut self, on_session: &mut dyn FnMut(&SessionRecord)) -> CaptureSummary {
+        let summary = &mut self.summary;
+        self.tracker
+            .finish(&mut |record| deliver(record, summary, on_session));
+        self.summary.set_tracker_stats(self.tracker.stats());
+        self.summary
+    }
+}
+
+/// Runs the analysis over files; every finished session (classified) goes to `on_session`.
 pub fn analyze(
     options: &AnalyzeOptions,
     on_session: &mut dyn FnMut(&SessionRecord),
 ) -> AnalyzeOutcome {
-    let mut summary = CaptureSummary::default();
-    let mut tracker = SessionTracker::new(options.tracker.clone());
+    let mut analysis = Analysis::new(options.tracker.clone());
     let mut input_errors = Vec::new();
     let progress = progress_bar(options);
+    let mut bytes_before = 0u64;
 
     for input in &options.inputs {
-        let name = input.display().to_string();
-        summary.on_file_start(&name);
         let mut reader = match CaptureReader::open(input) {
             Ok(reader) => reader,
             Err(error) => {
                 let message = error.to_string();
-                summary.on_file_end(0, Some(message.clone()));
+                analysis.input_failed(&input.display().to_string(), message.clone());
                 input_errors.push(message);
                 continue;
             }
         };
-        let mut packets_in_file = 0u64;
-        let mut file_error = None;
-        let mut bytes_base = progress.position();
-        loop {
-            let packet = match reader.next_packet() {
-                Ok(Some(packet)) => packet,
-                Ok(None) => break,
-                Err(error) => {
-                    file_error = Some(error.to_string());
-                    break;
-                }
-            };
-            packets_in_file += 1;
-            let ts: Timestamp = packet.ts;
-            summary.on_packet(&packet);
-            let mut layers = 0u32;
-            let result = decode::decode(packet.link, packet.data, &mut |ip| {
-                layers += 1;
-                tracker.process(ts, ip, &mut |record| {
-                    deliver(record, &mut summary, on_session)
-                });
-            });
-            if layers > 0 {
-                summary.on_decoded();
-            }
-            if let Err(reason) = result {
-                summary.on_skip(reason);
-            }
-            if packets_in_file.is_multiple_of(PROGRESS_EVERY_PACKETS) {
-                progress.set_position(bytes_base + reader.bytes_read());
-            }
+        let result = analysis.feed(&mut reader, on_session, &mut |bytes| {
+            progress.set_position(bytes_before + bytes);
+            true
+        });
+        bytes_before += reader.bytes_read();
+        if let Err(message) = result {
+            input_errors.push(message);
         }
-        bytes_base += reader.bytes_read();
-        progress.set_position(bytes_base);
-        if let Some(message) = &file_error {
-            input_errors.push(message.clone());
-        }
-        summary.on_file_end(packets_in_file, file_error);
     }
-    tracker.finish(&mut |record| deliver(record, &mut summary, on_session));
+    let summary = analysis.finish(on_session);
     progress.finish_and_clear();
-    summary.set_tracker_stats(tracker.stats());
     AnalyzeOutcome {
         summary,
         input_errors,

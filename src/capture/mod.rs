@@ -78,6 +78,34 @@ impl LinkType {
     pub const LINUX_SLL2: LinkType = LinkType(276);
 }
 
+/// Anything that yields captured frames one at a time: a capture file, a pipe, an interface.
+/// The analysis after it is the same whatever the source.
+pub trait PacketSource {
+    /// What the source reads from (a file name, an interface), for the summary and errors.
+    fn name(&self) -> &str;
+    /// The next frame, `Ok(None)` at a clean end. The frame borrows the source until the next call.
+    fn next_packet(
+        &mut self,
+    ) -> Result<Option<RawPacket<'_>>, Box<dyn std::error::Error + Send + Sync>>;
+    /// Bytes consumed so far (for progress).
+    fn bytes_read(&self) -> u64;
+}
+
+impl PacketSource for CaptureReader {
+    fn name(&self) -> &str {
+        CaptureReader::name(self)
+    }
+    fn next_packet(
+        &mut self,
+    ) -> Result<Option<RawPacket<'_>>, Box<dyn std::error::Error + Send + Sync>> {
+        CaptureReader::next_packet(self)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    }
+    fn bytes_read(&self) -> u64 {
+        CaptureReader::bytes_read(self)
+    }
+}
+
 /// One captured frame, borrowed from the reader's buffer until the next packet is read.
 #[derive(Debug, Clone, Copy)]
 pub struct RawPacket<'a> {
