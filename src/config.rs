@@ -129,6 +129,31 @@ pub struct TrackerConfig {
     /// Zeek does by default (without `-C`). Off by default: offloading hosts record their own
     /// packets with wrong checksums.
     pub verify_checksums: bool,
+    /// IP fragment reassembly (done by decode, before sessions see the datagram).
+    pub fragments: FragmentConfig,
+}
+
+/// Limits of IP fragment reassembly. Memory held for fragments is at most `max_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentConfig {
+    /// A datagram still incomplete this long after its first fragment is given up (Zeek:
+    /// frag_timeout, 5 min); zero means never (then only the limits below end it).
+    pub timeout: Duration,
+    /// Most datagrams pending at once; beyond it the oldest is given up.
+    pub max_datagrams: usize,
+    /// Most bytes held for pending datagrams (buffers plus bookkeeping); beyond it the oldest
+    /// datagrams are given up.
+    pub max_bytes: usize,
+}
+
+impl Default for FragmentConfig {
+    fn default() -> Self {
+        FragmentConfig {
+            timeout: Duration::from_secs(300),
+            max_datagrams: 16_384,
+            max_bytes: 64 << 20,
+        }
+    }
 }
 
 impl Default for TrackerConfig {
@@ -144,6 +169,7 @@ impl Default for TrackerConfig {
             max_sessions: 1_000_000,
             verify_checksums: false,
             server_ports: ServerPorts::zeek_default(),
+            fragments: FragmentConfig::default(),
         }
     }
 }

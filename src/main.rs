@@ -2,7 +2,7 @@
 //! prints errors once at the top, and maps outcomes to documented exit codes.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sessionscope::config::{ServerPorts, TrackerConfig};
+use sessionscope::config::{FragmentConfig, ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
 use sessionscope::report;
 use std::io::{IsTerminal, Write};
@@ -71,6 +71,13 @@ struct AnalyzeArgs {
     /// Seconds a UDP DNS session (port 53, 137, 5353, 5355) may idle before it ends (Zeek: 10).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     dns_session_timeout: f64,
+    /// Seconds after its first fragment that an incomplete IP datagram is given up (Zeek's
+    /// frag_timeout: 300); 0 keeps it until the fragment memory limit needs the room.
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    frag_timeout: f64,
+    /// Most memory, in MiB, held for incomplete IP datagrams; beyond it the oldest are given up.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    frag_memory: usize,
     /// Verify IP/TCP/UDP/ICMP checksums and leave bad packets out of sessions, as Zeek does
     /// without -C (off: offloading hosts record their own packets with wrong checksums).
     #[arg(long)]
@@ -127,6 +134,11 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         verify_checksums: args.verify_checksums,
         server_ports: ServerPorts::parse(&args.server_ports)
             .map_err(|e| usage(format!("--server-ports: {e}")))?,
+        fragments: FragmentConfig {
+            timeout: seconds(args.frag_timeout, "frag-timeout").map_err(usage)?,
+            max_bytes: args.frag_memory.saturating_mul(1 << 20),
+            ..FragmentConfig::default()
+        },
     };
     let options = AnalyzeOptions {
         inputs: args.inputs,

@@ -37,6 +37,7 @@ const PROGRESS_EVERY_PACKETS: u64 = 1 << 14;
 
 /// The analysis state shared by every packet source: the session table and the summary.
 pub struct Analysis {
+    decoder: decode::Decoder,
     tracker: SessionTracker,
     summary: CaptureSummary,
 }
@@ -44,6 +45,7 @@ pub struct Analysis {
 impl Analysis {
     pub fn new(config: TrackerConfig) -> Self {
         Analysis {
+            decoder: decode::Decoder::new(config.fragments.clone(), config.verify_checksums),
             tracker: SessionTracker::new(config),
             summary: CaptureSummary::default(),
         }
@@ -88,15 +90,17 @@ impl Analysis {
             let summary = &mut self.summary;
             let mut layers = 0u32;
             let mut rejected = false;
-            let result = decode::decode(packet.link, packet.data, &mut |ip| {
-                layers += 1;
-                // A layer rejected for its checksum takes what it carries with it.
-                if !rejected {
-                    rejected = !tracker
-                        .process(ts, ip, &mut |record| deliver(record, summary, on_session));
-                }
-            });
-            if layers > 0 {
+            let result = self
+                .decoder
+                .decode(ts, packet.link, packet.data, &mut |ip| {
+                    layers += 1;
+                    // A layer rejected for its checksum takes what it carries with it.
+                    if !rejected {
+                        rejected = !tracker
+                            .process(ts, ip, &mut |record| deliver(record, summary, on_session));
+                    }
+                });
+            if layers > 0 || self.decoder.held_fragment() {
                 self.summary.on_decoded();
             }
             if let Err(reason) = result {
@@ -123,6 +127,7 @@ impl Analysis {
         self.tracker
             .finish(&mut |record| deliver(record, summary, on_session));
         self.summary.set_tracker_stats(self.tracker.stats());
+        self.summary.fragments = self.decoder.fragment_stats();
         self.summary
     }
 }

@@ -7,7 +7,7 @@
 //! documented bounds of top talkers and `peak_live`).
 
 use crate::capture::{LinkType, RawPacket, Timestamp};
-use crate::decode::SkipReason;
+use crate::decode::{FragmentStats, SkipReason};
 use crate::session::{ConnState, EndReason, Proto, SessionRecord, TrackerStats};
 use ahash::AHashMap;
 use std::cmp::Reverse;
@@ -114,6 +114,8 @@ pub struct CaptureSummary {
     pub by_end_reason: [u64; END_REASONS.len()],
     pub talkers: TopTalkers,
     pub tracker: TrackerStats,
+    /// IP fragment reassembly.
+    pub fragments: FragmentStats,
 }
 
 impl Default for CaptureSummary {
@@ -145,6 +147,7 @@ impl CaptureSummary {
             by_end_reason: [0; END_REASONS.len()],
             talkers: TopTalkers::new(capacity),
             tracker: TrackerStats::default(),
+            fragments: FragmentStats::default(),
         }
     }
 
@@ -326,6 +329,7 @@ impl CaptureSummary {
             *mine = mine.saturating_add(theirs);
         }
         self.talkers.merge(other.talkers);
+        self.fragments.merge(&other.fragments);
         let (a, b) = (self.tracker, other.tracker);
         self.tracker = TrackerStats {
             sessions_started: a.sessions_started.saturating_add(b.sessions_started),

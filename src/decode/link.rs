@@ -7,7 +7,7 @@
 
 use super::ip::IpVersion;
 use super::tunnel::{Encap, ip_layer};
-use super::{IpPacket, SkipReason};
+use super::{Sink, SkipReason};
 use crate::capture::LinkType;
 
 pub(super) const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -43,13 +43,13 @@ fn u32_bytes(data: &[u8]) -> Option<[u8; 4]> {
     data.get(..4)?.try_into().ok()
 }
 
-pub(super) fn decode_link<'a, F>(
+pub(super) fn decode_link<'a, V>(
     link: LinkType,
     frame: &'a [u8],
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let enc = Encap::OUTER;
     // pcap files may set FCS information in the upper bits of the link type field.
@@ -92,14 +92,14 @@ where
 }
 
 /// Linux cooked capture: the protocol field is an ethertype, or 4 for raw 802.2 LLC frames.
-fn sll_protocol<'a, F>(
+fn sll_protocol<'a, V>(
     protocol: u16,
     payload: &'a [u8],
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     match protocol {
         0x0004 => {
@@ -113,9 +113,9 @@ where
 
 /// BSD null (host byte order) and OpenBSD loop (network byte order) headers: a 4-byte
 /// address family. Accepts either order for both, since captures move between machines.
-fn null_loopback<'a, F>(frame: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn null_loopback<'a, V>(frame: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let family = u32_bytes(frame).ok_or(SkipReason::TruncatedLinkHeader)?;
     let payload = frame.get(4..).unwrap_or(&[]);
@@ -134,9 +134,9 @@ where
 }
 
 /// PPP with or without the HDLC address/control bytes, with or without a compressed protocol.
-fn ppp<'a, F>(frame: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn ppp<'a, V>(frame: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let body = match frame {
         [0xff, 0x03, rest @ ..] => rest,
@@ -155,14 +155,14 @@ fn ppp_protocol(body: &[u8]) -> Option<(u16, &[u8])> {
     }
 }
 
-fn ppp_payload<'a, F>(
+fn ppp_payload<'a, V>(
     protocol: u16,
     payload: &'a [u8],
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     match protocol {
         PPP_IPV4 => ip_layer(payload, IpVersion::Any, enc, visit),
@@ -175,9 +175,9 @@ where
 
 /// PPP in HDLC-like framing (DLT 50). Cisco HDLC frames (address 0x0f/0x8f) carry an
 /// ethertype instead of a PPP protocol.
-fn ppp_hdlc<'a, F>(frame: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn ppp_hdlc<'a, V>(frame: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let protocol = be16(frame, 2).ok_or(SkipReason::TruncatedLinkHeader)?;
     let payload = frame.get(4..).unwrap_or(&[]);
@@ -188,9 +188,9 @@ where
 }
 
 /// A PPPoE session header (version/type, code, session id, length) and the PPP protocol.
-fn pppoe_session<'a, F>(data: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn pppoe_session<'a, V>(data: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let length = usize::from(be16(data, 4).ok_or(SkipReason::BadEncapsulation)?);
     let protocol = be16(data, 6).ok_or(SkipReason::BadEncapsulation)?;
@@ -200,9 +200,9 @@ where
 }
 
 /// An Ethernet II or 802.3 frame.
-pub(super) fn ethernet<'a, F>(frame: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+pub(super) fn ethernet<'a, V>(frame: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let (ethertype, payload) = ethernet_header(frame)?;
     ethertype_payload(ethertype, payload, enc, visit)
@@ -246,14 +246,14 @@ fn llc_snap(llc: &[u8]) -> Result<(u16, &[u8]), SkipReason> {
 }
 
 /// Follows an ethertype through stacked tags and labels to an IP header.
-pub(super) fn ethertype_payload<'a, F>(
+pub(super) fn ethertype_payload<'a, V>(
     ethertype: u16,
     payload: &'a [u8],
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let mut ethertype = ethertype;
     let mut data = payload;
@@ -313,13 +313,13 @@ fn mpls_labels(data: &[u8]) -> Result<&[u8], SkipReason> {
 
 /// An 802.11 frame: data frames (plain and QoS, A-MSDU aggregates) carry LLC/SNAP and an
 /// ethertype; management, control and null-data frames carry no IP.
-pub(super) fn ieee802_11<'a, F>(
+pub(super) fn ieee802_11<'a, V>(
     frame: &'a [u8],
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let (fc0, fc1) = match frame {
         [fc0, fc1, ..] => (*fc0, *fc1),

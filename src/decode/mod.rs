@@ -2,11 +2,16 @@
 //!
 //! Owns turning a captured frame into borrowed [`IpPacket`] views (no copying, no allocation).
 //! A frame can carry several IP layers (a tunnel's outer datagram and the packet inside it);
-//! [`decode`] reports each IP layer it finds, outermost first, to a visitor.
+//! [`Decoder::decode`] reports each IP layer it finds, outermost first, to a visitor. IP
+//! fragments (at any depth) go to a [`FragmentReassembler`]; a completed datagram is decoded
+//! from the reassembler's copy as one packet, and its fragments are not visited. The free
+//! [`decode`] is the stateless form (fragments visited as they are).
 //! Promise: never panics on any bytes. Every frame that yields no IP layer, or whose inner
-//! layers could not be decoded, is given a [`SkipReason`] that the summary counts.
+//! layers could not be decoded, is given a [`SkipReason`] that the summary counts; fragments
+//! of datagrams that never complete are counted in [`FragmentStats`].
 
 mod checksum;
+mod fragments;
 mod ip;
 mod link;
 #[cfg(test)]
@@ -14,10 +19,15 @@ mod tests;
 mod tunnel;
 
 pub use checksum::{ChecksumVerdict, verify_checksums};
+use fragments::FragmentVerdict;
+pub use fragments::{FragmentReassembler, FragmentStats, MAX_FRAGMENTS_PER_DATAGRAM};
 pub use ip::{QuotedFlow, TcpFlags, Transport, is_icmp_error, parse_quoted};
 
-use crate::capture::LinkType;
+use crate::capture::{LinkType, Timestamp};
+use crate::config::FragmentConfig;
+use ip::{IpLayer, IpVersion};
 use std::net::IpAddr;
+use tunnel::Encap;
 
 /// One IP packet (outer or inner) seen in a frame.
 #[derive(Debug, Clone, Copy)]
@@ -140,16 +150,136 @@ impl SkipReason {
     }
 }
 
-/// Decodes one frame, calling `visit` for each IP layer found, outermost first.
+/// Decodes one frame statelessly, calling `visit` for each IP layer found, outermost first.
 ///
 /// Returns `Err` when the frame (or an inner layer) could not be decoded; layers already
 /// visited stay valid (a tunnel's outer datagram counts even when its inside is garbage).
 /// The layers visited are those Zeek's conn.log keeps connections for: both the outer UDP
 /// datagram and the inside of UDP tunnels, only the inside of GRE and IP-in-IP, nothing for
-/// IGMP, ESP or IPv6 no-next-header (see `tunnel.rs`).
+/// IGMP, ESP or IPv6 no-next-header (see `tunnel.rs`). Fragments are visited one by one, not
+/// reassembled (a later fragment has [`Transport::Other`]); [`Decoder`] reassembles them.
 pub fn decode<'a, F>(link: LinkType, frame: &'a [u8], visit: &mut F) -> Result<(), SkipReason>
 where
     F: FnMut(&IpPacket<'a>),
 {
-    link::decode_link(link, frame, visit)
+    link::decode_link(link, frame, &mut Stateless(visit))
+}
+
+/// Receives what the layer walk finds: IP layers to visit, and fragments to keep or not.
+trait Sink<'a> {
+    fn packet(&mut self, packet: &IpPacket<'a>);
+    /// `packet` (starting at the IP header `layer` parsed) is a fragment found at `enc`.
+    /// Returns true when it was taken for reassembly: the walk then ends at this layer.
+    fn fragment(&mut self, packet: &'a [u8], layer: &IpLayer<'a>, enc: Encap) -> bool;
+}
+
+struct Stateless<'f, F>(&'f mut F);
+
+impl<'a, F: FnMut(&IpPacket<'a>)> Sink<'a> for Stateless<'_, F> {
+    fn packet(&mut self, packet: &IpPacket<'a>) {
+        (self.0)(packet)
+    }
+
+    fn fragment(&mut self, _: &'a [u8], _: &IpLayer<'a>, _: Encap) -> bool {
+        false
+    }
+}
+
+/// Frame decoding with IP fragment reassembly (the state lives across frames).
+#[derive(Debug)]
+pub struct Decoder {
+    fragments: FragmentReassembler,
+    held_fragment: bool,
+}
+
+impl Decoder {
+    /// `verify_ip_checksums`: leave IPv4 fragments whose header checksum is wrong out of
+    /// reassembly (they are visited as they are, for the session tracker to reject).
+    pub fn new(config: FragmentConfig, verify_ip_checksums: bool) -> Self {
+        Decoder {
+            fragments: FragmentReassembler::new(config, verify_ip_checksums),
+            held_fragment: false,
+        }
+    }
+
+    /// Decodes one frame seen at `ts` (capture time drives the fragment timeout), calling
+    /// `visit` for each IP layer found, outermost first, as [`decode`] does; a fragment is kept
+    /// instead of visited, and the fragment that completes a datagram makes the whole datagram
+    /// visited (with the frame's outer layers, if any, before it). The reassembled datagram's
+    /// `IpPacket` borrows the decoder's copy, valid during the call to `visit` only.
+    pub fn decode<F>(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        frame: &[u8],
+        visit: &mut F,
+    ) -> Result<(), SkipReason>
+    where
+        F: FnMut(&IpPacket<'_>),
+    {
+        let mut sink = Reassembling {
+            visit,
+            fragments: &mut self.fragments,
+            ts,
+            completed: None,
+            held: false,
+        };
+        let mut result = link::decode_link(link, frame, &mut sink);
+        // A reassembled datagram may carry a tunnel whose inner packet is a fragment that
+        // completes in turn; each round is one layer deeper.
+        for _ in 0..=tunnel::MAX_DEPTH {
+            let Some((datagram, enc)) = sink.completed.take() else {
+                break;
+            };
+            let inner = tunnel::ip_layer(&datagram, IpVersion::Any, enc, &mut sink);
+            result = result.and(inner);
+        }
+        if sink.completed.is_some() {
+            result = result.and(Err(SkipReason::TooManyEncapsulations));
+        }
+        self.held_fragment = sink.held;
+        result
+    }
+
+    /// Whether the last frame decoded held an IP fragment taken for reassembly (such a frame
+    /// may visit no layer, yet it was decoded).
+    pub fn held_fragment(&self) -> bool {
+        self.held_fragment
+    }
+
+    /// What reassembly did so far (datagrams still pending count as incomplete).
+    pub fn fragment_stats(&self) -> FragmentStats {
+        self.fragments.stats()
+    }
+}
+
+struct Reassembling<'r, F> {
+    visit: &'r mut F,
+    fragments: &'r mut FragmentReassembler,
+    ts: Timestamp,
+    /// A datagram completed during the walk, and where it sits (a walk follows one chain of
+    /// layers and ends at the first fragment, so there is at most one).
+    completed: Option<(Vec<u8>, Encap)>,
+    held: bool,
+}
+
+impl<'a, F: FnMut(&IpPacket<'_>)> Sink<'a> for Reassembling<'_, F> {
+    fn packet(&mut self, packet: &IpPacket<'a>) {
+        (self.visit)(packet)
+    }
+
+    fn fragment(&mut self, packet: &'a [u8], layer: &IpLayer<'a>, enc: Encap) -> bool {
+        match self.fragments.add(self.ts, packet, layer) {
+            FragmentVerdict::NotTaken => false,
+            FragmentVerdict::Held => {
+                self.held = true;
+                true
+            }
+            FragmentVerdict::Complete(datagram) => {
+                self.held = true;
+                self.completed = Some((datagram, enc));
+                true
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ use super::link::{
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TRANSPARENT_BRIDGING, ethernet, ethertype_payload,
     ieee802_11,
 };
-use super::{IpPacket, SkipReason, Transport, TunnelKind};
+use super::{IpPacket, Sink, SkipReason, Transport, TunnelKind};
 
 /// The deepest IP layer followed (0 is the outermost).
 pub(super) const MAX_DEPTH: u8 = 8;
@@ -58,18 +58,23 @@ impl Encap {
 
 /// Decodes the IP header at the start of `data`, visits it if Zeek would count it as a
 /// connection, and follows any tunnel inside it.
-pub(super) fn ip_layer<'a, F>(
+pub(super) fn ip_layer<'a, V>(
     data: &'a [u8],
     want: IpVersion,
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let layer = ip::parse_ip(data, want)?;
+    // A fragment taken for reassembly is decoded once its datagram is complete.
+    if layer.fragment.is_some() && visit.fragment(data, &layer, enc) {
+        return Ok(());
+    }
     match layer.protocol {
-        // A first fragment is followed like a packet cut by the snaplen; later ones cannot be.
+        // Fragments not reassembled (stateless decoding, or cut by the snaplen): a first
+        // fragment is followed like a packet cut by the snaplen; later ones cannot be.
         PROTO_IPIP | PROTO_IPV6 | PROTO_GRE if !layer.has_transport_header() => {
             Err(SkipReason::FragmentedTunnel)
         }
@@ -90,7 +95,7 @@ where
         2 | 50 | 59 | 135 => Err(SkipReason::NoSessionProtocol),
         _ => {
             let transport = ip::parse_transport(&layer)?;
-            visit(&packet(&layer, enc, transport));
+            visit.packet(&packet(&layer, enc, transport));
             match transport {
                 Transport::Udp {
                     src_port,
@@ -145,17 +150,17 @@ fn tunnel_for_port(port: u16) -> Option<UdpTunnel> {
 
 /// Follows a tunnel inside a UDP datagram. `payload` is what was captured of the UDP
 /// payload, `declared` its length per the IP header.
-fn udp_tunnel<'a, F>(
+fn udp_tunnel<'a, V>(
     layer: &IpLayer<'a>,
     src_port: u16,
     dst_port: u16,
     payload: &'a [u8],
     declared: u32,
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     // Zeek looks at the responder's port. Statelessly: the destination port, or the source
     // port of a reply, i.e. unless the destination looks like a service (a port below 1024).
@@ -187,9 +192,9 @@ where
 }
 
 /// VXLAN: 8-byte header with the I flag (a valid VNI), then an Ethernet frame.
-fn vxlan<'a, F>(payload: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn vxlan<'a, V>(payload: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let flags = *payload.first().ok_or(SkipReason::BadEncapsulation)?;
     if payload.len() < 8 {
@@ -205,9 +210,9 @@ where
 }
 
 /// Geneve: 8-byte header plus options, then what its protocol type names.
-fn geneve<'a, F>(payload: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn geneve<'a, V>(payload: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let (first, protocol) = match payload {
         [first, _, hi, lo, _, _, _, _, ..] => (*first, u16::from_be_bytes([*hi, *lo])),
@@ -269,14 +274,14 @@ fn looks_like_teredo(payload: &[u8]) -> bool {
 
 /// Teredo: optional authentication and origin indication headers, then IPv6 whose length
 /// must fill the datagram (bubbles, with no next header, may be followed by padding).
-fn teredo<'a, F>(
+fn teredo<'a, V>(
     payload: &'a [u8],
     declared: u32,
     enc: Encap,
-    visit: &mut F,
+    visit: &mut V,
 ) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let mut offset = 0usize;
     let mut seen_origin = false;
@@ -337,9 +342,9 @@ fn looks_like_ayiya(payload: &[u8]) -> bool {
 
 /// AYIYA: identity and signature of announced sizes, then (for op code 1, forward) an IP
 /// packet of the protocol in the next-header field.
-fn ayiya<'a, F>(payload: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn ayiya<'a, V>(payload: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let (b0, b1, b2, next_header) = match payload {
         [b0, b1, b2, b3, _, _, _, _, ..] => (*b0, *b1, *b2, *b3),
@@ -364,9 +369,9 @@ where
 /// GTP-U version 1: only G-PDU messages (type 0xff) carry a user packet, after the optional
 /// sequence/N-PDU/next-extension word and any extension headers. The packet must fill the
 /// datagram exactly. GTP is never followed inside GTP.
-fn gtp<'a, F>(payload: &'a [u8], declared: u32, enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn gtp<'a, V>(payload: &'a [u8], declared: u32, enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     const MAX_EXTENSION_HEADERS: usize = 16;
     if enc.tunnel == Some(TunnelKind::Gtp) {
@@ -428,9 +433,9 @@ where
 /// GRE version 0 (IP, transparent Ethernet bridging, ERSPAN I/II/III, Aruba 802.11, other
 /// ethertypes) and version 1 (PPTP's enhanced GRE with PPP inside). `enc` is already the
 /// position of the carried packet.
-fn gre<'a, F>(data: &'a [u8], enc: Encap, visit: &mut F) -> Result<(), SkipReason>
+fn gre<'a, V>(data: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
 where
-    F: FnMut(&IpPacket<'a>),
+    V: Sink<'a>,
 {
     let (flags, protocol) = match data {
         [f0, f1, p0, p1, ..] => (

@@ -545,9 +545,69 @@ fn tracker_section(out: &mut Out, s: &CaptureSummary) {
         );
         out.wrapped(
             2,
-            "Non-first IP fragments carry no ports and are not yet reassembled, so they are not \
-             counted in any session's packets or bytes.",
+            "Non-first IP fragments cut by the snaplen cannot be reassembled and carry no \
+             ports, so they are not counted in any session's packets or bytes.",
             Style::Dim,
+        );
+    }
+    fragments_lines(out, s);
+}
+
+fn fragments_lines(out: &mut Out, s: &CaptureSummary) {
+    let f = &s.fragments;
+    if f.fragments == 0 && f.cut_by_snaplen == 0 {
+        return;
+    }
+    out.field(
+        "IP fragments",
+        &format!(
+            "{} reassembled into {} datagrams",
+            count(f.fragments.saturating_sub(f.fragments_lost)),
+            count(f.reassembled)
+        ),
+        Style::Plain,
+    );
+    let incomplete = f.timed_out + f.evicted + f.malformed + f.pending;
+    if f.fragments_lost > 0 {
+        out.field(
+            "  incomplete",
+            &format!(
+                "{} datagrams ({} fragments)",
+                count(incomplete),
+                count(f.fragments_lost)
+            ),
+            Style::Warn,
+        );
+        let detail = format!(
+            "{} timed out (--frag-timeout), {} evicted (--frag-memory), {} malformed, {} still \
+             pending at the end. Their fragments are not counted in any session.",
+            count(f.timed_out),
+            count(f.evicted),
+            count(f.malformed),
+            count(f.pending)
+        );
+        out.wrapped(4, &detail, Style::Dim);
+    }
+    if f.overlapping > 0 {
+        out.field(
+            "  overlapping",
+            &format!(
+                "{} fragments, {} with other bytes",
+                count(f.overlapping),
+                count(f.overlapping_different)
+            ),
+            if f.overlapping_different > 0 {
+                Style::Warn
+            } else {
+                Style::Plain
+            },
+        );
+    }
+    if f.cut_by_snaplen > 0 {
+        out.field(
+            "  snaplen-cut",
+            &format!("{} fragments (not reassembled)", count(f.cut_by_snaplen)),
+            Style::Plain,
         );
     }
 }
