@@ -86,6 +86,14 @@ struct AnalyzeArgs {
     /// union of `zeek` (Zeek's default set), `tunnels`, `none`, `tcp/PORT`, `udp/PORT`.
     #[arg(long, default_value = "zeek", value_name = "LIST")]
     server_ports: String,
+    /// Reassemble TCP sessions and write each direction's bytes to a file in DIR, named like
+    /// tcpflow's plus the session uid: `<src ip>.<src port>-<dst ip>.<dst port>-<uid>`.
+    #[arg(long, value_name = "DIR")]
+    write_streams: Option<PathBuf>,
+    /// Bytes each TCP direction may hold ahead of a hole when reassembling; beyond it the
+    /// stream is truncated (bytes skipped, and said so).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    stream_memory: usize,
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -140,10 +148,23 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             ..FragmentConfig::default()
         },
     };
+    let streams = match &args.write_streams {
+        Some(dir) => Some(pipeline::StreamOutput {
+            writer: report::streams::SharedStreamWriter::create(dir).map_err(|e| {
+                (
+                    exit::OUTPUT_ERROR,
+                    format!("{}: cannot write streams: {e}", dir.display()),
+                )
+            })?,
+            limit_bytes: args.stream_memory,
+        }),
+        None => None,
+    };
     let options = AnalyzeOptions {
         inputs: args.inputs,
         tracker,
         progress: !args.no_progress,
+        streams,
     };
 
     let mut csv = match &args.out {
@@ -178,6 +199,15 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         output_error.get_or_insert(e.to_string());
     }
 
+    let stream_error = options
+        .streams
+        .as_ref()
+        .and_then(|s| s.writer.close().err())
+        .map(|e| {
+            let dir = args.write_streams.as_ref().map(|d| d.display().to_string());
+            format!("{}: writing streams failed: {e}", dir.unwrap_or_default())
+        });
+
     let color = match args.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -209,6 +239,9 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             exit::OUTPUT_ERROR,
             format!("{dir}: writing sessions.csv failed: {error}"),
         ));
+    }
+    if let Some(error) = stream_error {
+        return Err((exit::OUTPUT_ERROR, error));
     }
     if !outcome.input_errors.is_empty() {
         return Ok(exit::INPUT_ERROR);

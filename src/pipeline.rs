@@ -11,6 +11,7 @@ use crate::capture::{CaptureReader, PacketSource};
 use crate::classify;
 use crate::config::TrackerConfig;
 use crate::decode;
+use crate::report::streams::SharedStreamWriter;
 use crate::session::{SessionRecord, SessionTracker};
 use std::path::PathBuf;
 
@@ -22,6 +23,15 @@ pub struct AnalyzeOptions {
     pub tracker: TrackerConfig,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Reassemble TCP sessions and write their streams (`--write-streams`).
+    pub streams: Option<StreamOutput>,
+}
+
+/// Where reassembled TCP streams go, and the memory each direction may hold ahead of a hole.
+#[derive(Debug, Clone)]
+pub struct StreamOutput {
+    pub writer: SharedStreamWriter,
+    pub limit_bytes: usize,
 }
 
 /// The result of a run: the summary, and the input problems met on the way.
@@ -138,6 +148,11 @@ pub fn analyze(
     on_session: &mut dyn FnMut(&SessionRecord),
 ) -> AnalyzeOutcome {
     let mut analysis = Analysis::new(options.tracker.clone());
+    if let Some(streams) = &options.streams {
+        analysis
+            .tracker
+            .set_stream_sink(Box::new(streams.writer.clone()), streams.limit_bytes);
+    }
     let mut input_errors = Vec::new();
     let progress = progress_bar(options);
     let mut bytes_before = 0u64;

@@ -7,6 +7,7 @@
 pub mod community_id;
 pub mod csv;
 pub mod order;
+pub mod streams;
 pub mod terminal;
 
 pub use self::csv::{CsvError, CsvOptions, CsvStats, SessionCsvWriter};

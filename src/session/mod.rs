@@ -6,6 +6,7 @@
 //! Promise: memory follows live sessions (bounded by `max_sessions`), never capture size.
 
 mod history;
+pub mod reassembly;
 mod tcp;
 mod tracker;
 mod uid;

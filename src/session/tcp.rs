@@ -1,13 +1,16 @@
 //! TCP session state as Zeek models it: two endpoints, each with a state, sequence-space
 //! bookkeeping (relative sequence numbers, 32-bit wrap-around), the history letters a segment
-//! adds, and a light content tracker that finds gaps (bytes acknowledged but never seen).
+//! adds, and each direction's [`StreamReassembler`], which finds gaps (bytes acknowledged but
+//! never seen) and, when the tracker asks for content, hands on the reassembled bytes.
 //!
 //! The rules follow Zeek's TCP analyzer so that conn_state, history, sizes and missed_bytes
 //! agree with conn.log; where sessionscope deliberately differs, docs/zeek-differences.md says so.
-//! Everything here is plain arithmetic on fixed-size state: no allocation, no panics.
+//! Everything here is plain arithmetic on fixed-size state, no panics; the only allocation is
+//! the reassembler's bounded buffer for bytes that arrive ahead of a hole.
 
 use super::ConnState;
 use super::history::{History, Mark, ScaledCounter};
+use super::reassembly::{StreamReassembler, StreamStats};
 use crate::decode::TcpFlags;
 
 /// Zeek's endpoint states.
@@ -32,11 +35,11 @@ fn seq_delta(a: u32, b: u32) -> i32 {
 /// Sequence jumps larger than this on SYN or RST are not trusted (Zeek's TOO_LARGE_SEQ_DELTA).
 const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 
-/// Out-of-order blocks kept per direction for gap detection; more are merged pessimistically.
-const MAX_PENDING_BLOCKS: usize = 8;
+/// Bookkeeping limit of a direction's gap accounting when its content is not wanted.
+const ACCOUNTING_LIMIT_BYTES: usize = 512;
 
 /// One side of a TCP session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct TcpEndpoint {
     pub(crate) state: EndpointState,
     pub(crate) prev_state: EndpointState,
@@ -55,13 +58,10 @@ pub(crate) struct TcpEndpoint {
     zero_windows: ScaledCounter,
     gaps: ScaledCounter,
     checksum_errors: ScaledCounter,
-    /// Relative sequence number up to which content was seen contiguously.
-    delivered_to: u64,
     /// Highest acknowledgement already examined for gaps.
     trim_seq: u64,
-    /// Out-of-order content blocks beyond `delivered_to`: (start, end) relative sequence numbers.
-    pending: [(u64, u64); MAX_PENDING_BLOCKS],
-    pending_len: usize,
+    /// This direction's content: what was seen contiguously, what waits beyond a hole.
+    stream: StreamReassembler,
     /// Bytes acknowledged by the peer that were never seen (Zeek's content gaps).
     pub(crate) missed_bytes: u64,
 }
@@ -86,10 +86,8 @@ impl Default for TcpEndpoint {
             zero_windows: ScaledCounter::default(),
             gaps: ScaledCounter::default(),
             checksum_errors: ScaledCounter::default(),
-            delivered_to: 1,
             trim_seq: 0,
-            pending: [(0, 0); MAX_PENDING_BLOCKS],
-            pending_len: 0,
+            stream: StreamReassembler::accounting_only(ACCOUNTING_LIMIT_BYTES),
             missed_bytes: 0,
         }
     }
@@ -173,83 +171,6 @@ impl TcpEndpoint {
             self.state = new_state;
         }
     }
-
-    /// Content seen at `[seq, seq+len)`.
-    fn data_sent(&mut self, seq: u64, len: u64) {
-        let end = seq.saturating_add(len);
-        if end <= self.delivered_to {
-            return;
-        }
-        if seq <= self.delivered_to {
-            self.delivered_to = end;
-            self.absorb_pending();
-            return;
-        }
-        self.insert_pending(seq, end);
-    }
-
-    fn insert_pending(&mut self, start: u64, end: u64) {
-        // Merge with overlapping or touching blocks.
-        let mut start = start;
-        let mut end = end;
-        let mut i = 0;
-        while i < self.pending_len {
-            let (s, e) = self.pending[i];
-            if s <= end && start <= e {
-                start = start.min(s);
-                end = end.max(e);
-                self.remove_pending(i);
-            } else {
-                i += 1;
-            }
-        }
-        if self.pending_len < MAX_PENDING_BLOCKS {
-            self.pending[self.pending_len] = (start, end);
-            self.pending_len += 1;
-        } else if let Some(last) = self.pending.last_mut() {
-            // Out of room: widen the last block; gap accounting becomes approximate.
-            last.0 = last.0.min(start);
-            last.1 = last.1.max(end);
-        }
-    }
-
-    fn remove_pending(&mut self, index: usize) {
-        if index < self.pending_len {
-            self.pending.copy_within(index + 1..self.pending_len, index);
-            self.pending_len -= 1;
-        }
-    }
-
-    fn absorb_pending(&mut self) {
-        loop {
-            let mut advanced = false;
-            let mut i = 0;
-            while i < self.pending_len {
-                let (s, e) = self.pending[i];
-                if s <= self.delivered_to {
-                    self.delivered_to = self.delivered_to.max(e);
-                    self.remove_pending(i);
-                    advanced = true;
-                } else {
-                    i += 1;
-                }
-            }
-            if !advanced {
-                break;
-            }
-        }
-    }
-
-    /// The lowest pending block start below `limit`, if any.
-    fn first_pending_below(&self, limit: u64) -> Option<(usize, u64, u64)> {
-        let mut best: Option<(usize, u64, u64)> = None;
-        for (i, &(s, e)) in self.pending.iter().take(self.pending_len).enumerate() {
-            if s < limit && best.is_none_or(|(_, bs, _)| s < bs) {
-                best = Some((i, s, e));
-            }
-        }
-        best
-    }
 }
 
 /// Whether the two endpoints are established or closing cleanly (Zeek reports gaps only then).
@@ -267,7 +188,7 @@ pub(crate) struct SegmentOutcome {
 }
 
 /// The TCP part of a session: both endpoints plus the flags Zeek keeps per connection.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct TcpSession {
     pub(crate) orig: TcpEndpoint,
     pub(crate) resp: TcpEndpoint,
@@ -280,17 +201,29 @@ pub(crate) struct TcpSession {
     pub(crate) half_closed: bool,
 }
 
+/// Bytes of one direction, reassembled, as [`TcpSession::process`] hands them on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Delivery<'a> {
+    /// The sender is the originator (roles as they are after this segment).
+    pub(crate) from_orig: bool,
+    /// This segment swapped the session's roles before the bytes were delivered.
+    pub(crate) flipped: bool,
+    /// Relative sequence number of the first byte (1 = the first byte after the SYN).
+    pub(crate) rel_seq: u64,
+    pub(crate) bytes: &'a [u8],
+}
+
 /// One TCP segment as the state machine needs it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Segment {
+pub(crate) struct Segment<'a> {
     pub(crate) flags: TcpFlags,
     pub(crate) seq: u32,
     pub(crate) ack: u32,
     pub(crate) window: u16,
     /// Payload length from the IP header.
     pub(crate) len: u32,
-    /// Payload bytes actually captured.
-    pub(crate) captured: u32,
+    /// The captured payload (shorter than `len` when the snaplen cut it).
+    pub(crate) payload: &'a [u8],
 }
 
 impl TcpSession {
@@ -339,12 +272,41 @@ impl TcpSession {
         (history.check(mark, letter, is_orig), flipped)
     }
 
-    /// Processes one segment sent by the originator (`is_orig`) or the responder.
+    /// Keeps each direction's content, up to `limit_bytes` ahead of a hole per direction, and
+    /// hands it to `process`'s and `finish_streams`' `deliver`. Call before the first segment.
+    pub(crate) fn keep_content(&mut self, limit_bytes: usize) {
+        self.orig.stream = StreamReassembler::new(limit_bytes);
+        self.resp.stream = StreamReassembler::new(limit_bytes);
+    }
+
+    /// The session ended: delivers what each direction still holds beyond its holes. Returns
+    /// the (originator, responder) stream counters.
+    pub(crate) fn finish_streams(
+        &mut self,
+        deliver: &mut impl FnMut(Delivery<'_>),
+    ) -> (StreamStats, StreamStats) {
+        for from_orig in [true, false] {
+            let (ep, _) = self.endpoints(from_orig);
+            ep.stream.finish(&mut |rel_seq, bytes| {
+                deliver(Delivery {
+                    from_orig,
+                    flipped: false,
+                    rel_seq,
+                    bytes,
+                })
+            });
+        }
+        (self.orig.stream.stats(), self.resp.stream.stats())
+    }
+
+    /// Processes one segment sent by the originator (`is_orig`) or the responder; reassembled
+    /// bytes (only when [`Self::keep_content`] was called) go to `deliver`.
     pub(crate) fn process(
         &mut self,
         history: &mut History,
         mut is_orig: bool,
-        seg: Segment,
+        seg: Segment<'_>,
+        deliver: &mut impl FnMut(Delivery<'_>),
     ) -> SegmentOutcome {
         let flags = seg.flags;
         let len = seg.len;
@@ -452,8 +414,17 @@ impl TcpSession {
             outcome.flipped = !outcome.flipped;
         }
 
+        let flipped = outcome.flipped;
         if flags.ack() {
-            self.ack_received(history, !is_orig, rel_ack);
+            let from_orig = !is_orig;
+            self.ack_received(history, from_orig, rel_ack, &mut |rel_seq, bytes| {
+                deliver(Delivery {
+                    from_orig,
+                    flipped,
+                    rel_seq,
+                    bytes,
+                })
+            });
         }
 
         let rel_data_seq = if flags.syn() {
@@ -461,9 +432,19 @@ impl TcpSession {
         } else {
             rel_seq
         };
-        if len > 0 && seg.captured >= len && !flags.rst() && !seq_underflow {
+        let payload = seg.payload.get(..len as usize);
+        if let Some(payload) = payload.filter(|_| len > 0 && !flags.rst() && !seq_underflow) {
             let (ep, _) = self.endpoints(is_orig);
-            ep.data_sent(rel_data_seq, u64::from(len));
+            let from_orig = is_orig;
+            ep.stream
+                .segment(rel_data_seq, payload, &mut |rel_seq, bytes| {
+                    deliver(Delivery {
+                        from_orig,
+                        flipped,
+                        rel_seq,
+                        bytes,
+                    })
+                });
         }
 
         if do_close {
@@ -673,8 +654,14 @@ impl TcpSession {
         (do_close, flipped)
     }
 
-    /// The peer acknowledged `rel_ack` of `receiver`'s data: bytes never seen below it are a gap.
-    fn ack_received(&mut self, history: &mut History, sender_is_orig: bool, rel_ack: u64) {
+    /// The peer acknowledged `rel_ack` of the sender's data: bytes never seen below it are a gap.
+    fn ack_received(
+        &mut self,
+        history: &mut History,
+        sender_is_orig: bool,
+        rel_ack: u64,
+        deliver: &mut impl FnMut(u64, &[u8]),
+    ) {
         let is_partial = self.is_partial;
         let (ep, peer) = self.endpoints(sender_is_orig);
         let mut seq = rel_ack;
@@ -684,33 +671,19 @@ impl TcpSession {
         if seq <= ep.trim_seq {
             return;
         }
-        if seq > ep.delivered_to {
+        if seq > ep.stream.next_seq() {
             if seq <= 2 && is_partial {
                 // The first ACK of a connection seen mid-stream: nothing was really missed.
             } else {
                 let report = cleanly(ep) && cleanly(peer);
-                while let Some((index, start, end)) = ep.first_pending_below(seq) {
-                    if start > ep.delivered_to {
-                        let gap = start - ep.delivered_to;
-                        if report {
-                            ep.missed_bytes = ep.missed_bytes.saturating_add(gap);
-                            if ep.gaps.bump() {
-                                history.push(b'G', sender_is_orig);
-                            }
-                        }
-                    }
-                    ep.delivered_to = ep.delivered_to.max(end);
-                    ep.remove_pending(index);
-                }
-                if seq > ep.delivered_to {
-                    let gap = seq - ep.delivered_to;
-                    if report {
-                        ep.missed_bytes = ep.missed_bytes.saturating_add(gap);
+                let skipped = ep.stream.ack(seq, deliver);
+                if report {
+                    ep.missed_bytes = ep.missed_bytes.saturating_add(skipped.bytes);
+                    for _ in 0..skipped.holes {
                         if ep.gaps.bump() {
                             history.push(b'G', sender_is_orig);
                         }
                     }
-                    ep.delivered_to = seq;
                 }
             }
         }
@@ -881,14 +854,16 @@ fn init_endpoint(ep: &mut TcpEndpoint, flags: TcpFlags, seq: u32, seq_one_past: 
 mod tests {
     use super::*;
 
-    fn seg(flags: u8, seq: u32, ack: u32, len: u32) -> Segment {
+    static PAYLOAD: [u8; 256] = [0; 256];
+
+    fn seg(flags: u8, seq: u32, ack: u32, len: u32) -> Segment<'static> {
         Segment {
             flags: TcpFlags(flags),
             seq,
             ack,
             window: 1000,
             len,
-            captured: len,
+            payload: &PAYLOAD[..len as usize],
         }
     }
     const S: u8 = TcpFlags::SYN;
@@ -897,12 +872,12 @@ mod tests {
     const R: u8 = TcpFlags::RST;
     const P: u8 = TcpFlags::PSH;
 
-    fn run(segments: &[(bool, Segment)]) -> (TcpSession, History) {
+    fn run(segments: &[(bool, Segment<'static>)]) -> (TcpSession, History) {
         let mut tcp = TcpSession::default();
         let mut h = History::default();
         let mut orig_is_first = true;
         for &(from_first, s) in segments {
-            let out = tcp.process(&mut h, from_first == orig_is_first, s);
+            let out = tcp.process(&mut h, from_first == orig_is_first, s, &mut |_| {});
             if out.flipped {
                 orig_is_first = !orig_is_first;
             }

@@ -7,7 +7,8 @@
 //! the tables have grown to the number of live sessions.
 
 use super::history::{History, Mark};
-use super::tcp::{Segment, TcpSession};
+use super::reassembly::{StreamId, StreamSink};
+use super::tcp::{Delivery, Segment, TcpSession};
 use super::{
     ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence, SessionRecord, Uid,
 };
@@ -119,7 +120,7 @@ impl FlowKey {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 // Boxing would cost an allocation per TCP session; UDP sessions paying TCP's size is cheaper.
 #[allow(clippy::large_enum_variant)]
 enum ProtoState {
@@ -169,6 +170,64 @@ pub struct SessionTracker {
     lru_tail: u32,
     live: usize,
     now: Timestamp,
+    /// Where reassembled TCP streams go, when someone wants them.
+    streams: Option<StreamOutput>,
+}
+
+/// The reassembled-stream hook: the sink and the memory each direction may hold ahead of a hole.
+struct StreamOutput {
+    sink: Box<dyn StreamSink>,
+    limit_bytes: usize,
+}
+
+/// A session's identity as its record will show it (the uid depends on the roles).
+#[derive(Clone, Copy)]
+struct SessionIdentity {
+    start: Timestamp,
+    proto: Proto,
+    orig: Endpoint,
+    resp: Endpoint,
+    depth: u8,
+}
+
+impl SessionIdentity {
+    fn of(s: &Session) -> Self {
+        SessionIdentity {
+            start: s.start,
+            proto: s.proto,
+            orig: s.orig,
+            resp: s.resp,
+            depth: s.key.depth,
+        }
+    }
+
+    /// The stream a delivery belongs to; `flipped` means the roles swapped since `self` was taken.
+    fn stream(&self, from_orig: bool, flipped: bool) -> StreamId {
+        let (orig, resp) = if flipped {
+            (self.resp, self.orig)
+        } else {
+            (self.orig, self.resp)
+        };
+        let uid = Uid::derive(self.start, self.proto, orig, resp, self.depth);
+        let (src, dst) = if from_orig {
+            (orig, resp)
+        } else {
+            (resp, orig)
+        };
+        StreamId {
+            uid,
+            src,
+            dst,
+            from_orig,
+        }
+    }
+}
+
+fn send_to(sink: &mut Option<StreamOutput>, identity: &SessionIdentity, d: Delivery<'_>) {
+    if let Some(out) = sink {
+        let stream = identity.stream(d.from_orig, d.flipped);
+        out.sink.data(&stream, d.rel_seq.saturating_sub(1), d.bytes);
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -189,7 +248,20 @@ impl SessionTracker {
             lru_tail: NIL,
             live: 0,
             now: Timestamp::ZERO,
+            streams: None,
         }
+    }
+
+    /// Reassembles every TCP session started from now on and hands its streams to `sink`,
+    /// keeping at most `limit_bytes` per direction ahead of a hole (see
+    /// [`super::reassembly::StreamReassembler`]). Without a sink only gaps are accounted.
+    pub fn set_stream_sink(&mut self, sink: Box<dyn StreamSink>, limit_bytes: usize) {
+        self.streams = Some(StreamOutput { sink, limit_bytes });
+    }
+
+    /// Gives the sink back (after [`Self::finish`], to close it).
+    pub fn take_stream_sink(&mut self) -> Option<Box<dyn StreamSink>> {
+        self.streams.take().map(|out| out.sink)
     }
 
     pub fn stats(&self) -> TrackerStats {
@@ -317,6 +389,7 @@ impl SessionTracker {
             stats.ip_bytes += ip_len;
         }
         let mut touch = true;
+        let identity = SessionIdentity::of(session);
         match (&mut session.state, packet.transport) {
             (
                 ProtoState::Tcp(tcp),
@@ -330,7 +403,7 @@ impl SessionTracker {
                     ..
                 },
             ) => {
-                let captured = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+                let streams = &mut self.streams;
                 let out = tcp.process(
                     &mut session.history,
                     is_orig,
@@ -340,8 +413,9 @@ impl SessionTracker {
                         ack,
                         window,
                         len: payload_len,
-                        captured,
+                        payload,
                     },
+                    &mut |d| send_to(streams, &identity, d),
                 );
                 if out.flipped {
                     std::mem::swap(&mut session.orig, &mut session.resp);
@@ -485,7 +559,13 @@ impl SessionTracker {
             history.push_raw(b'^');
         }
         let state = match proto {
-            Proto::Tcp => ProtoState::Tcp(TcpSession::default()),
+            Proto::Tcp => {
+                let mut tcp = TcpSession::default();
+                if let Some(out) = &self.streams {
+                    tcp.keep_content(out.limit_bytes);
+                }
+                ProtoState::Tcp(tcp)
+            }
             _ => ProtoState::Datagram,
         };
         let slot = match self.free.pop() {
@@ -607,7 +687,9 @@ impl SessionTracker {
             let current = self.deadline_of(slot, close_delay);
             if current <= now {
                 let reason = match s.state {
-                    ProtoState::Tcp(tcp) if s.closed_at.is_some() || tcp.expire_check_removes() => {
+                    ProtoState::Tcp(ref tcp)
+                        if s.closed_at.is_some() || tcp.expire_check_removes() =>
+                    {
                         EndReason::Closed
                     }
                     _ => EndReason::Inactive,
@@ -622,9 +704,18 @@ impl SessionTracker {
 
     fn finish_slot(&mut self, slot: u32, reason: EndReason, emit: &mut impl FnMut(SessionRecord)) {
         self.lru_unlink(slot);
-        let Some(session) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+        let Some(mut session) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
             return;
         };
+        let identity = SessionIdentity::of(&session);
+        if let (Some(out), ProtoState::Tcp(tcp)) = (&mut self.streams, &mut session.state) {
+            let (orig, resp) = tcp.finish_streams(&mut |d| {
+                let stream = identity.stream(d.from_orig, false);
+                out.sink.data(&stream, d.rel_seq.saturating_sub(1), d.bytes);
+            });
+            out.sink.end(&identity.stream(true, false), &orig);
+            out.sink.end(&identity.stream(false, false), &resp);
+        }
         if let Some(g) = self.generations.get_mut(slot as usize) {
             *g = g.wrapping_add(1);
         }
