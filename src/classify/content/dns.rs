@@ -219,35 +219,12 @@ pub(super) fn detect_netbios(payload: &[u8]) -> bool {
 }
 
 fn netbios_name(payload: &[u8]) -> Option<String> {
-    if payload.get(HEADER_LEN) != Some(&32) {
-        return None;
-    }
-    let encoded = payload.get(HEADER_LEN + 1..HEADER_LEN + 33)?;
-    let mut name = Vec::with_capacity(16);
-    for pair in encoded.chunks_exact(2) {
-        let (hi, lo) = (
-            pair.first()?.wrapping_sub(b'A'),
-            pair.get(1)?.wrapping_sub(b'A'),
-        );
-        if hi > 15 || lo > 15 {
-            return None;
-        }
-        name.push(hi << 4 | lo);
-    }
-    // The 16th byte is the service suffix; the name is space-padded.
-    let suffix = name.pop()?;
-    let trimmed: &[u8] = {
-        let end = name.iter().rposition(|b| *b != b' ').map_or(0, |i| i + 1);
-        name.get(..end).unwrap_or_default()
-    };
-    let mut out = text(trimmed, TEXT_CAP);
-    out.push_str(&format!("<{suffix:02x}>"));
-    Some(out)
+    super::netbios::decode_name(payload.get(HEADER_LEN..)?)
 }
 
 pub(super) fn parse_netbios(payload: &[u8], info: &mut ContentInfo) {
     if let Some(name) = netbios_name(payload) {
-        info.dns_query = Some(name);
+        info.netbios_name = Some(name);
     }
 }
 
@@ -319,6 +296,6 @@ mod tests {
         c.on_datagram(true, &msg);
         let info = c.finish().unwrap();
         assert_eq!(info.service, "netbios-ns");
-        assert_eq!(info.dns_query.as_deref(), Some("FRED<00>"));
+        assert_eq!(info.netbios_name.as_deref(), Some("FRED<00>"));
     }
 }

@@ -21,11 +21,15 @@ mod banner;
 mod dhcp;
 mod dns;
 mod http;
+mod netbios;
 mod ntp;
 mod quic;
 mod ssdp;
 mod ssh;
 mod tls;
+
+#[cfg(test)]
+mod corpus_check;
 
 use crate::session::Proto;
 
@@ -51,8 +55,9 @@ pub const MAX_DNS_ANSWERS: usize = 8;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContentInfo {
     /// Service name, Zeek's where Zeek has one: `ssl`, `http`, `dns`, `ssh`, `smtp`, `imap`,
-    /// `pop3`, `ftp`, `quic`, `ntp`, `dhcp`; and `mdns`, `llmnr`, `netbios-ns` (Zeek's DNS
-    /// analyser reads these and says `dns`), `ssdp` (no Zeek analyser).
+    /// `pop3`, `ftp`, `quic`, `ntp`, `dhcp`, `smb`; and `mdns`, `llmnr`, `netbios-ns` (Zeek's
+    /// DNS analyser reads these and says `dns`), `netbios-dgm`, `netbios-ssn` and `ssdp` (IANA's
+    /// names; Zeek has no analyser for them).
     pub service: &'static str,
     /// The name the client asked for: TLS or QUIC SNI, HTTP Host (without a port), DNS query name.
     pub server_name: Option<String>,
@@ -75,7 +80,7 @@ pub struct ContentInfo {
     pub http_user_agent: Option<String>,
     pub http_status: Option<u16>,
 
-    /// First question's name (for NetBIOS-NS, the decoded NetBIOS name).
+    /// First question's name (also in `server_name`).
     pub dns_query: Option<String>,
     /// Query type mnemonic (`A`, `AAAA`, `PTR`, ... or `TYPE<n>`).
     pub dns_qtype: Option<String>,
@@ -83,6 +88,10 @@ pub struct ContentInfo {
     pub dns_rcode: Option<&'static str>,
     /// Up to [`MAX_DNS_ANSWERS`] answers of the first response: addresses, names, or the type.
     pub dns_answers: Vec<String>,
+
+    /// The decoded NetBIOS name with its `<xx>` suffix: the name asked (name service), a
+    /// datagram's source name, a session request's called name.
+    pub netbios_name: Option<String>,
 
     /// SSH identification strings (`SSH-2.0-OpenSSH_9.6`), client and server.
     pub ssh_client: Option<String>,
@@ -130,6 +139,9 @@ pub(crate) enum Protocol {
     Mdns,
     Llmnr,
     NetbiosNs,
+    NetbiosDgm,
+    NetbiosSsn,
+    Smb,
     Quic,
     Ntp,
     Dhcp,
@@ -150,6 +162,9 @@ impl Protocol {
             Protocol::Mdns => "mdns",
             Protocol::Llmnr => "llmnr",
             Protocol::NetbiosNs => "netbios-ns",
+            Protocol::NetbiosDgm => "netbios-dgm",
+            Protocol::NetbiosSsn => "netbios-ssn",
+            Protocol::Smb => "smb",
             Protocol::Quic => "quic",
             Protocol::Ntp => "ntp",
             Protocol::Dhcp => "dhcp",
@@ -404,6 +419,12 @@ impl Work {
             Protocol::Http => http::parse_stream(view, from_orig, &mut self.info),
             Protocol::Ssh => ssh::parse_stream(view, from_orig, &mut self.info),
             Protocol::DnsTcp => dns::parse_stream(view, from_orig, &mut self.info),
+            Protocol::NetbiosSsn | Protocol::Smb => {
+                // Nothing more is read from either side.
+                self.orig.done = true;
+                self.resp.done = true;
+                netbios::parse_stream(view, &mut self.info)
+            }
             Protocol::MailOrFtp
             | Protocol::Smtp
             | Protocol::Ftp
@@ -437,6 +458,11 @@ impl Work {
                     self.orig.done = true;
                     self.resp.done = true;
                 }
+            }
+            Protocol::NetbiosDgm => {
+                netbios::parse_datagram(payload, &mut self.info);
+                self.orig.done = true;
+                self.resp.done = true;
             }
             Protocol::NetbiosNs => {
                 dns::parse_netbios(payload, &mut self.info);
@@ -478,11 +504,12 @@ impl Work {
 /// first. `Yes` from any wins; `No` only when every detector says no.
 fn detect_stream(view: &[u8], from_orig: bool, ports: Ports) -> Detect {
     type Detector = fn(&[u8], bool, Ports) -> Detect;
-    const DETECTORS: [Detector; 5] = [
+    const DETECTORS: [Detector; 6] = [
         tls::detect,
         http::detect,
         ssh::detect,
         banner::detect,
+        netbios::detect_stream,
         dns::detect_stream,
     ];
     let mut need_more = false;
@@ -509,6 +536,9 @@ fn detect_datagram(payload: &[u8], ports: Ports) -> Option<Protocol> {
     }
     if ports.either(137) && dns::detect_netbios(payload) {
         return Some(Protocol::NetbiosNs);
+    }
+    if netbios::detect_datagram(payload, ports) {
+        return Some(Protocol::NetbiosDgm);
     }
     if ports.either(123) && ntp::detect(payload) {
         return Some(Protocol::Ntp);

@@ -1,4 +1,5 @@
-//! TLS over TCP: detects a handshake record, reads the ClientHello (SNI, ALPN, offered
+//! TLS over TCP: detects a handshake record (or, for a session captured mid-stream, another
+//! record type with a TLS version and a possible length), reads the ClientHello (SNI, ALPN, offered
 //! versions, JA4) and the ServerHello (chosen version) with rusticata's `tls-parser`.
 //!
 //! Owns reassembling the first handshake message of a direction from its records (it may span
@@ -42,6 +43,23 @@ pub(super) fn detect(view: &[u8], _from_orig: bool, _ports: Ports) -> Detect {
             }
         }
         return Detect::Yes(Protocol::Tls);
+    }
+    // Mid-stream (the handshake was not captured): an application data, alert or
+    // change-cipher-spec record header with a TLS version and a possible length.
+    if matches!(first, 20 | 21 | 23) {
+        let Some(header) = view.get(..5) else {
+            return if view.get(1).is_some_and(|b| *b != 3) {
+                Detect::No
+            } else {
+                Detect::NeedMore
+            };
+        };
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        return if header[1] == 3 && header[2] <= 4 && len > 0 && len <= MAX_RECORD {
+            Detect::Yes(Protocol::Tls)
+        } else {
+            Detect::No
+        };
     }
     // SSLv2-framed ClientHello: 2-byte length with the top bit set, message type 1, then a
     // version of SSL 2 (0x0002) or SSL 3 / TLS (0x03xx).
@@ -404,6 +422,21 @@ pub(super) mod tests {
         ];
         let fp = ja4('t', 0x0304, true, &ciphers, &extensions, Some(b"h2"), &sigs);
         assert_eq!(fp, "t13d1516h2_8daaf6152771_e5627efa2ab1");
+    }
+
+    #[test]
+    fn mid_stream_application_data_is_tls_without_details() {
+        let mut c = ContentClassifier::new(Proto::Tcp, 443, 50677);
+        c.on_stream(true, &[23, 3, 3, 0, 19, 1, 2, 3]);
+        c.on_stream(false, &[23, 3, 3, 0, 40, 9, 9]);
+        assert!(!c.wants_more());
+        let info = c.finish().unwrap();
+        assert_eq!(info.service, "ssl");
+        assert_eq!((info.server_name, info.ja4), (None, None));
+        assert_eq!(
+            detect(&[23, 3, 3, 0x50, 0], true, Ports { orig: 1, resp: 2 }),
+            Detect::No
+        );
     }
 
     #[test]
