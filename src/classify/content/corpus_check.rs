@@ -7,7 +7,7 @@
 //! Runs when the corpus is present (`SESSIONSCOPE_CORPUS`, default `../shared/corpus`); writes
 //! every disagreement to `target/content-corpus.txt`.
 
-use super::ContentClassifier;
+use super::{ContentClassifier, ContentInfo};
 use crate::capture::CaptureReader;
 use crate::classify::service_for_port;
 use crate::decode::{Transport, decode};
@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-type Key = (u8, IpAddr, u16, IpAddr, u16);
+pub(super) type Key = (u8, IpAddr, u16, IpAddr, u16);
 
 struct Flow {
     /// Originator as first seen (or the SYN's sender).
@@ -28,16 +28,19 @@ struct Flow {
 }
 
 /// What a flow got: from content, and what the port classifier would say without it.
-#[derive(Clone, Copy)]
-struct Found {
-    content: Option<&'static str>,
-    by_port: Option<&'static str>,
+pub(super) struct Found {
+    pub info: Option<ContentInfo>,
+    pub by_port: Option<&'static str>,
 }
 
 impl Found {
+    fn content(&self) -> Option<&'static str> {
+        self.info.as_ref().map(|info| info.service)
+    }
+
     /// The service sessions.csv will show once content classification is wired in.
-    fn combined(self) -> Option<&'static str> {
-        self.content.or(self.by_port)
+    fn combined(&self) -> Option<&'static str> {
+        self.content().or(self.by_port)
     }
 }
 
@@ -50,7 +53,7 @@ fn normalise(proto: u8, a: (IpAddr, u16), b: (IpAddr, u16)) -> Key {
 }
 
 /// Services found per flow, keyed by the direction-independent 5-tuple.
-fn classify_capture(path: &Path) -> HashMap<Key, Found> {
+pub(super) fn classify_capture(path: &Path) -> HashMap<Key, Found> {
     let mut flows: HashMap<Key, Flow> = HashMap::new();
     let Ok(mut reader) = CaptureReader::open(path) else {
         return HashMap::new();
@@ -133,7 +136,7 @@ fn classify_capture(path: &Path) -> HashMap<Key, Found> {
         .into_iter()
         .map(|(key, flow)| {
             let found = Found {
-                content: flow.classifier.finish().map(|info| info.service),
+                info: flow.classifier.finish(),
                 by_port: flow.by_port,
             };
             (key, found)
@@ -286,9 +289,9 @@ fn corpus_agreement_with_zeek_and_ndpi() {
                     continue;
                 };
                 let key = normalise(proto, (oh, op), (rh, rp));
-                let found = ours.get(&key).copied();
+                let found = ours.get(&key);
                 let agree = |s: Option<&str>| s.is_some_and(|s| services.contains(&as_zeek(s)));
-                let service = found.and_then(|f| f.content);
+                let service = found.and_then(Found::content);
                 for (score, service) in [
                     (&mut zeek, service),
                     (&mut zeek_combined, found.and_then(Found::combined)),
@@ -331,7 +334,7 @@ fn corpus_agreement_with_zeek_and_ndpi() {
                 let Some(theirs) = from_ndpi(name) else {
                     // A protocol we do not name: anything we found is a possible false positive.
                     let key = normalise(proto, a, b);
-                    if let Some(ours) = ours.get(&key).and_then(|f| f.content) {
+                    if let Some(ours) = ours.get(&key).and_then(Found::content) {
                         let _ = writeln!(
                             report,
                             "extra {stem}: {a:?} <-> {b:?} ndpi={name} ours={ours}"
@@ -341,8 +344,8 @@ fn corpus_agreement_with_zeek_and_ndpi() {
                 };
                 let by_port = line.contains("[Confidence: Match by port]");
                 let key = normalise(proto, a, b);
-                let found = ours.get(&key).copied();
-                let service = found.and_then(|f| f.content);
+                let found = ours.get(&key);
+                let service = found.and_then(Found::content);
                 let agree = agrees_with_ndpi(service, theirs);
                 let combined = agrees_with_ndpi(found.and_then(Found::combined), theirs);
                 for (score, agree) in [

@@ -30,6 +30,8 @@ mod tls;
 
 #[cfg(test)]
 mod corpus_check;
+#[cfg(test)]
+mod sample_captures;
 
 use crate::session::Proto;
 
