@@ -394,3 +394,16 @@ fn corpus_agreement_with_zeek_and_ndpi() {
         "nDPI agreement below 90%:\n{summary}"
     );
 }
+
+#[test]
+fn every_corpus_capture_is_read_without_panic() {
+    let Some(corpus) = corpus_dir() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(corpus.join("captures")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let _ = classify_capture(&entry.path());
+    }
+}

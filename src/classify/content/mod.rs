@@ -357,8 +357,11 @@ impl ContentClassifier {
         if dir.done || dir.no_match {
             dir.release();
         }
+        // A direction that matched nothing before the protocol was known is not read again.
         let finished = match work.protocol {
-            Some(_) => work.orig.done && work.resp.done,
+            Some(_) => {
+                (work.orig.done || work.orig.no_match) && (work.resp.done || work.resp.no_match)
+            }
             None => work.orig.no_match && work.resp.no_match,
         };
         if finished {
@@ -590,6 +593,65 @@ mod tests {
         }
         assert!(!c.wants_more());
         assert_eq!(c.finish(), None);
+    }
+
+    /// Random bytes behind each protocol's signature, in random chunk sizes and directions, on
+    /// each protocol's port: no panic.
+    #[test]
+    fn random_bytes_after_signatures_do_not_panic() {
+        let prefixes: [&[u8]; 14] = [
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"\x17\x03\x03\x00\x10",
+            b"GET / HTTP/1.1\r\nHost: ",
+            b"HTTP/1.1 200 OK\r\n",
+            b"SSH-2.0-",
+            b"220 ",
+            b"+OK ",
+            b"* OK ",
+            b"\x00\x20\x12\x34\x01\x00\x00\x01",
+            b"\x81\x00\x00\x44\x20",
+            b"\x00\x00\x00\x40\xfeSMB",
+            b"\xc3\x00\x00\x00\x01\x08\x01\x02\x03\x04\x05\x06\x07\x08\x00\x00",
+            b"\x09\x01\x02\x03\x04\x05\x06\x07\x08Q043",
+            b"",
+        ];
+        let ports = [
+            443, 80, 22, 25, 110, 143, 53, 139, 445, 123, 67, 137, 138, 5353, 1900,
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..3000 {
+            let prefix = prefixes[round % prefixes.len()];
+            let port = ports[(next() as usize) % ports.len()];
+            let mut bytes = prefix.to_vec();
+            let len = (next() % 3000) as usize;
+            bytes.extend((0..len).map(|_| next() as u8));
+            let proto = if round % 2 == 0 {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            };
+            let mut c = ContentClassifier::new(proto, 40000, port);
+            let mut rest = bytes.as_slice();
+            let mut from_orig = true;
+            while !rest.is_empty() {
+                let take = ((next() % 700) as usize + 1).min(rest.len());
+                let (chunk, tail) = rest.split_at(take);
+                if proto == Proto::Tcp {
+                    c.on_stream(from_orig, chunk);
+                } else {
+                    c.on_datagram(from_orig, chunk);
+                }
+                from_orig = next() % 3 != 0;
+                rest = tail;
+            }
+            let _ = c.finish();
+        }
     }
 
     #[test]

@@ -31,7 +31,11 @@ pub(super) fn decode_name(at: &[u8]) -> Option<String> {
         name.push(hi << 4 | lo);
     }
     let suffix = name.pop()?;
-    let end = name.iter().rposition(|b| *b != b' ').map_or(0, |i| i + 1);
+    // Padding is spaces (NULs for the `*` wildcard of node status queries).
+    let end = name
+        .iter()
+        .rposition(|b| *b != b' ' && *b != 0)
+        .map_or(0, |i| i + 1);
     let mut out = text(name.get(..end).unwrap_or_default(), TEXT_CAP);
     out.push_str(&format!("<{suffix:02x}>"));
     Some(out)
@@ -111,6 +115,15 @@ mod tests {
         let mut c = ContentClassifier::new(Proto::Tcp, 50000, 445);
         c.on_stream(true, &msg);
         assert_eq!(c.finish().unwrap().service, "smb");
+    }
+
+    #[test]
+    fn wildcard_name_loses_its_nul_padding() {
+        // "*" (0x2a) then fifteen NULs: "CK" then "AA" x 15 (RFC 1002 4.1.1 encoding).
+        let mut encoded = vec![32u8];
+        encoded.extend_from_slice(b"CK");
+        encoded.extend_from_slice(&b"AA".repeat(15));
+        assert_eq!(super::decode_name(&encoded).as_deref(), Some("*<00>"));
     }
 
     #[test]

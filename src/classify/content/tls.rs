@@ -219,7 +219,15 @@ pub(super) fn read_client_hello(body: &[u8], transport: char, info: &mut Content
         .max()
         .unwrap_or(hello.version.0);
     if info.tls_version.is_none() {
-        info.tls_version = version_name(offered);
+        // JA4 takes the numerically highest value; the column names the highest real version
+        // (QUIC clients may also list TLS 1.3 drafts, 0x7fxx).
+        info.tls_version = versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v) && v & 0xff00 != 0x7f00)
+            .max()
+            .and_then(version_name)
+            .or_else(|| version_name(offered));
     }
     if let Some(name) = sni {
         info.server_name = Some(text(name, TEXT_CAP));
