@@ -21,8 +21,10 @@
 //! Promise: no allocation and O(log n) per session; ICMP and other protocols get no service;
 //! a service already set (by content evidence) is left alone.
 
+pub mod content;
 mod ports;
 
+pub use content::{ContentClassifier, ContentInfo};
 pub use ports::{ZEEK_NAMES, iana_name_for_port, service_for_port};
 
 use crate::session::{Proto, ServiceEvidence, SessionRecord};
