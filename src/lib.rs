@@ -12,6 +12,8 @@ pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod decode;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod pipeline;
 pub mod report;
 pub mod session;

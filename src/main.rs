@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod live_cli;
+
 /// Exit codes (also in README.md).
 mod exit {
     /// Every input was read to its end and every output written.
@@ -20,6 +22,12 @@ mod exit {
     pub const _USAGE: u8 = 2;
     /// An output could not be written (directory not creatable, disk full).
     pub const OUTPUT_ERROR: u8 = 3;
+    /// `live` on a build without the `live` feature (the message says how to build it).
+    #[cfg(not(feature = "live"))]
+    pub const NO_LIVE_FEATURE: u8 = 2;
+    /// `live` could not capture: no permission, unknown interface, bad filter.
+    #[cfg(feature = "live")]
+    pub const CAPTURE_ERROR: u8 = 4;
 }
 
 #[derive(Parser, Debug)]
@@ -37,6 +45,9 @@ struct Cli {
 enum Command {
     /// Analyse capture files (pcap or pcapng; `-` reads standard input) into sessions.
     Analyze(AnalyzeArgs),
+    /// Capture from a network interface (needs the `live` build feature) and write sessions as
+    /// they end, until Ctrl-C, --duration or --packets.
+    Live(Box<live_cli::LiveArgs>),
 }
 
 #[derive(Parser, Debug)]
@@ -47,6 +58,27 @@ struct AnalyzeArgs {
     /// Directory for sessions.csv (created if missing).
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    tracker: TrackerArgs,
+    /// Reassemble TCP sessions and write each direction's bytes to a file in DIR, named like
+    /// tcpflow's plus the session uid: `<src ip>.<src port>-<dst ip>.<dst port>-<uid>`.
+    #[arg(long, value_name = "DIR")]
+    write_streams: Option<PathBuf>,
+    /// Bytes each TCP direction may hold ahead of a hole when reassembling; beyond it the
+    /// stream is truncated (bytes skipped, and said so).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    stream_memory: usize,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Colour in the terminal summary.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+/// Session tracking options shared by `analyze` and `live`.
+#[derive(clap::Args, Debug)]
+struct TrackerArgs {
     /// Most sessions tracked at once; beyond it the longest idle session is ended early.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     max_sessions: usize,
@@ -86,20 +118,6 @@ struct AnalyzeArgs {
     /// union of `zeek` (Zeek's default set), `tunnels`, `none`, `tcp/PORT`, `udp/PORT`.
     #[arg(long, default_value = "zeek", value_name = "LIST")]
     server_ports: String,
-    /// Reassemble TCP sessions and write each direction's bytes to a file in DIR, named like
-    /// tcpflow's plus the session uid: `<src ip>.<src port>-<dst ip>.<dst port>-<uid>`.
-    #[arg(long, value_name = "DIR")]
-    write_streams: Option<PathBuf>,
-    /// Bytes each TCP direction may hold ahead of a hole when reassembling; beyond it the
-    /// stream is truncated (bytes skipped, and said so).
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
-    stream_memory: usize,
-    /// Do not draw a progress bar.
-    #[arg(long)]
-    no_progress: bool,
-    /// Colour in the terminal summary.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
-    color: ColorChoice,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -124,30 +142,44 @@ fn main() -> ExitCode {
                 ExitCode::from(code)
             }
         },
+        Command::Live(args) => match live_cli::run(*args) {
+            Ok(code) => ExitCode::from(code),
+            Err((code, message)) => {
+                eprintln!("sessionscope: {message}");
+                ExitCode::from(code)
+            }
+        },
+    }
+}
+
+impl TrackerArgs {
+    fn config(&self) -> Result<TrackerConfig, (u8, String)> {
+        let args = self;
+        let usage = |m: String| (2u8, m);
+        Ok(TrackerConfig {
+            tcp_inactivity: seconds(args.tcp_inactivity, "tcp-inactivity").map_err(usage)?,
+            udp_inactivity: seconds(args.udp_inactivity, "udp-inactivity").map_err(usage)?,
+            icmp_inactivity: seconds(args.icmp_inactivity, "icmp-inactivity").map_err(usage)?,
+            other_inactivity: seconds(args.other_inactivity, "other-inactivity").map_err(usage)?,
+            tcp_close_delay: seconds(args.tcp_close_delay, "tcp-close-delay").map_err(usage)?,
+            tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
+            dns_session_timeout: seconds(args.dns_session_timeout, "dns-session-timeout")
+                .map_err(usage)?,
+            max_sessions: args.max_sessions.max(1),
+            verify_checksums: args.verify_checksums,
+            server_ports: ServerPorts::parse(&args.server_ports)
+                .map_err(|e| usage(format!("--server-ports: {e}")))?,
+            fragments: FragmentConfig {
+                timeout: seconds(args.frag_timeout, "frag-timeout").map_err(usage)?,
+                max_bytes: args.frag_memory.saturating_mul(1 << 20),
+                ..FragmentConfig::default()
+            },
+        })
     }
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
-    let usage = |m: String| (2u8, m);
-    let tracker = TrackerConfig {
-        tcp_inactivity: seconds(args.tcp_inactivity, "tcp-inactivity").map_err(usage)?,
-        udp_inactivity: seconds(args.udp_inactivity, "udp-inactivity").map_err(usage)?,
-        icmp_inactivity: seconds(args.icmp_inactivity, "icmp-inactivity").map_err(usage)?,
-        other_inactivity: seconds(args.other_inactivity, "other-inactivity").map_err(usage)?,
-        tcp_close_delay: seconds(args.tcp_close_delay, "tcp-close-delay").map_err(usage)?,
-        tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
-        dns_session_timeout: seconds(args.dns_session_timeout, "dns-session-timeout")
-            .map_err(usage)?,
-        max_sessions: args.max_sessions.max(1),
-        verify_checksums: args.verify_checksums,
-        server_ports: ServerPorts::parse(&args.server_ports)
-            .map_err(|e| usage(format!("--server-ports: {e}")))?,
-        fragments: FragmentConfig {
-            timeout: seconds(args.frag_timeout, "frag-timeout").map_err(usage)?,
-            max_bytes: args.frag_memory.saturating_mul(1 << 20),
-            ..FragmentConfig::default()
-        },
-    };
+    let tracker = args.tracker.config()?;
     let streams = match &args.write_streams {
         Some(dir) => Some(pipeline::StreamOutput {
             writer: report::streams::SharedStreamWriter::create(dir).map_err(|e| {
@@ -208,23 +240,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             format!("{}: writing streams failed: {e}", dir.unwrap_or_default())
         });
 
-    let color = match args.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        }
-    };
-    let width = terminal_width();
-    let text = report::terminal::render(
-        &outcome.summary,
-        &report::terminal::TerminalOptions { width, color },
-    );
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (e.g. `| head`) is not an error worth reporting.
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    print_summary(&outcome.summary, args.color);
 
     for error in &outcome.input_errors {
         eprintln!("sessionscope: {error}");
@@ -247,6 +263,25 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         return Ok(exit::INPUT_ERROR);
     }
     Ok(exit::OK)
+}
+
+/// Renders the summary to stdout.
+fn print_summary(summary: &sessionscope::analysis::CaptureSummary, color: ColorChoice) {
+    let color = match color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    let width = terminal_width();
+    let text =
+        report::terminal::render(summary, &report::terminal::TerminalOptions { width, color });
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (e.g. `| head`) is not an error worth reporting.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// The terminal's width in columns, from $COLUMNS when set, else 100.

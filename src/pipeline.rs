@@ -42,6 +42,17 @@ pub struct AnalyzeOutcome {
     pub input_errors: Vec<String>,
 }
 
+/// What [`Analysis::feed`] tells its progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes the source has consumed.
+    pub bytes_read: u64,
+    /// Packets read from this source so far.
+    pub packets: u64,
+    /// Sessions open now.
+    pub live_sessions: usize,
+}
+
 /// Packets between two progress callbacks (keeps the per-packet path free of terminal writes).
 const PROGRESS_EVERY_PACKETS: u64 = 1 << 14;
 
@@ -72,14 +83,15 @@ impl Analysis {
     }
 
     /// Reads `source` to its end (or its first error, returned as the user-facing message).
-    /// Finished sessions go to `on_session`; `on_progress` is called every few thousand packets
-    /// with the bytes the source has consumed, so a caller can draw progress or check a stop flag
+    /// Finished sessions go to `on_session`; `on_progress` is called every few thousand packets,
+    /// and whenever a live source says so (time passed, or a read timeout on a quiet link), with
+    /// what was read so far, so a caller can draw progress, show a status or check a stop flag
     /// (returning false stops reading early, as a clean end).
     pub fn feed<S: PacketSource>(
         &mut self,
         source: &mut S,
         on_session: &mut dyn FnMut(&SessionRecord),
-        on_progress: &mut dyn FnMut(u64) -> bool,
+        on_progress: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<(), String> {
         self.summary.on_file_start(source.name());
         let mut packets = 0u64;
@@ -87,7 +99,13 @@ impl Analysis {
         loop {
             let packet = match source.next_packet() {
                 Ok(Some(packet)) => packet,
-                Ok(None) => break,
+                Ok(None) => {
+                    // A live source came back from a read timeout: let the caller look around.
+                    if source.waiting() && on_progress(self.progress(source, packets)) {
+                        continue;
+                    }
+                    break;
+                }
                 Err(e) => {
                     error = Some(e.to_string());
                     break;
@@ -116,13 +134,23 @@ impl Analysis {
             if let Err(reason) = result {
                 self.summary.on_skip(reason);
             }
-            if packets.is_multiple_of(PROGRESS_EVERY_PACKETS) && !on_progress(source.bytes_read()) {
+            if (packets.is_multiple_of(PROGRESS_EVERY_PACKETS) || source.progress_due())
+                && !on_progress(self.progress(source, packets))
+            {
                 break;
             }
         }
-        on_progress(source.bytes_read());
+        on_progress(self.progress(source, packets));
         self.summary.on_file_end(packets, error.clone());
         error.map_or(Ok(()), Err)
+    }
+
+    fn progress<S: PacketSource>(&self, source: &S, packets: u64) -> Progress {
+        Progress {
+            bytes_read: source.bytes_read(),
+            packets,
+            live_sessions: self.tracker.live_sessions(),
+        }
     }
 
     /// Records an input that could not even be opened.
@@ -167,8 +195,8 @@ pub fn analyze(
                 continue;
             }
         };
-        let result = analysis.feed(&mut reader, on_session, &mut |bytes| {
-            progress.set_position(bytes_before + bytes);
+        let result = analysis.feed(&mut reader, on_session, &mut |now| {
+            progress.set_position(bytes_before + now.bytes_read);
             true
         });
         bytes_before += reader.bytes_read();

@@ -168,3 +168,13 @@ fn max_sessions_evicts_and_says_so() {
     let rows = csv_rows(&out);
     assert_eq!(rows.len(), 3);
 }
+
+#[cfg(not(feature = "live"))]
+#[test]
+fn live_without_the_feature_says_how_to_build_it() {
+    let output = bin().args(["live", "-i", "lo"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("libpcap-dev"), "{message}");
+    assert!(message.contains("--features live"), "{message}");
+}

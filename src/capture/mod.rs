@@ -1,4 +1,5 @@
-//! Packet sources: capture files (pcap and pcapng, from a path or a pipe).
+//! Packet sources: capture files (pcap and pcapng, from a path or a pipe) and, with the `live`
+//! feature, network interfaces through libpcap ([`live`]).
 //!
 //! Owns reading bytes into [`RawPacket`]s: borrowed frames with their capture timestamp,
 //! link type and original length. Promises: streaming with a bounded buffer (memory never
@@ -6,6 +7,8 @@
 //! packet number or byte offset where reading stopped.
 
 mod file;
+#[cfg(feature = "live")]
+pub mod live;
 
 pub use file::{CaptureError, CaptureFormat, CaptureReader, MAX_BLOCK_BYTES, Place};
 
@@ -89,6 +92,16 @@ pub trait PacketSource {
     ) -> Result<Option<RawPacket<'_>>, Box<dyn std::error::Error + Send + Sync>>;
     /// Bytes consumed so far (for progress).
     fn bytes_read(&self) -> u64;
+    /// After `next_packet` returned `Ok(None)`: true when the source only waited without a
+    /// packet (a live read timeout) and more may come, false at its real end. Files never wait.
+    fn waiting(&self) -> bool {
+        false
+    }
+    /// True when the reader should run its progress callback now although the packet count
+    /// does not call for it (a live source: some capture time passed). Checked per packet.
+    fn progress_due(&mut self) -> bool {
+        false
+    }
 }
 
 impl PacketSource for CaptureReader {

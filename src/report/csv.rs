@@ -1,7 +1,7 @@
 //! sessions.csv: one row per finished session, in start order.
 //!
 //! Owns the column set (see docs/sessions-csv.md), formatting a [`SessionRecord`] into a CSV
-//! row with the `csv` crate (so hostile text such as service names or history strings is
+//! row with the `csv` crate ([`RowFormatter`], also used by the streaming writer of live runs) (so hostile text such as service names or history strings is
 //! quoted, never breaks a row), and handing rows to [`StartOrderBuffer`] so the file lists
 //! sessions by (start, uid) although they finish in end order. Promises: the header line is
 //! written when the file is created, rows only on [`SessionCsvWriter::finish`]; memory is
@@ -88,10 +88,66 @@ pub struct SessionCsvWriter {
     path: PathBuf,
     file: BufWriter<File>,
     order: StartOrderBuffer,
+    rows: RowFormatter,
+}
+
+/// Formats sessions into complete CSV lines (shared by the start-ordered and streaming writers).
+pub struct RowFormatter {
     staging: csv::Writer<Vec<u8>>,
+    /// Where the last row starts in `staging`, and where it ends.
+    row_start: usize,
     staged_len: usize,
     hasher: CommunityIdHasher,
     field: FieldBuf,
+}
+
+impl RowFormatter {
+    pub fn new(community_id_seed: u16) -> Self {
+        RowFormatter {
+            staging: new_staging(),
+            row_start: 0,
+            staged_len: 0,
+            hasher: CommunityIdHasher::new(community_id_seed),
+            field: FieldBuf::default(),
+        }
+    }
+
+    /// The header line, ending in `\n`.
+    pub fn header() -> Result<Vec<u8>, csv::Error> {
+        let mut header = new_staging();
+        header.write_record(SESSIONS_CSV_COLUMNS)?;
+        header.flush()?;
+        Ok(header.get_ref().clone())
+    }
+
+    /// One session as a complete CSV line ending in `\n`, valid until the next call.
+    pub fn row(&mut self, record: &SessionRecord) -> Result<&[u8], csv::Error> {
+        self.row_with_history(record, record.history.as_str())
+    }
+
+    fn row_with_history(
+        &mut self,
+        record: &SessionRecord,
+        history: &str,
+    ) -> Result<&[u8], csv::Error> {
+        if self.staged_len > STAGING_RESET_BYTES {
+            self.staging = new_staging();
+            self.staged_len = 0;
+        }
+        self.format_row(record, history)?;
+        self.staging.flush()?;
+        self.row_start = self.staged_len;
+        self.staged_len = self.staging.get_ref().len();
+        Ok(self.last_row())
+    }
+
+    /// The row the last call to [`RowFormatter::row`] made.
+    pub fn last_row(&self) -> &[u8] {
+        self.staging
+            .get_ref()
+            .get(self.row_start..self.staged_len)
+            .unwrap_or(&[])
+    }
 }
 
 impl SessionCsvWriter {
@@ -104,18 +160,12 @@ impl SessionCsvWriter {
         };
         let file = File::create(&path).map_err(io_err)?;
         let mut file = BufWriter::with_capacity(1 << 16, file);
-        let mut header = new_staging();
-        header.write_record(SESSIONS_CSV_COLUMNS)?;
-        header.flush().map_err(io_err)?;
-        file.write_all(header.get_ref()).map_err(io_err)?;
+        file.write_all(&RowFormatter::header()?).map_err(io_err)?;
         Ok(SessionCsvWriter {
             order: StartOrderBuffer::new(dir, options.max_rows_in_memory),
             path,
             file,
-            staging: new_staging(),
-            staged_len: 0,
-            hasher: CommunityIdHasher::new(options.community_id_seed),
-            field: FieldBuf::default(),
+            rows: RowFormatter::new(options.community_id_seed),
         })
     }
 
@@ -133,25 +183,16 @@ impl SessionCsvWriter {
         record: &SessionRecord,
         history: &str,
     ) -> Result<(), CsvError> {
-        if self.staged_len > STAGING_RESET_BYTES {
-            self.staging = new_staging();
-            self.staged_len = 0;
-        }
-        self.format_row(record, history)?;
-        self.staging.flush().map_err(|source| CsvError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        let staged = self.staging.get_ref();
-        let row = staged.get(self.staged_len..).unwrap_or(&[]);
-        self.staged_len = staged.len();
+        let row = self.rows.row_with_history(record, history)?;
         let key = RowKey::new(record.start, record.uid.as_str());
         self.order.push(key, row).map_err(|source| CsvError::Io {
             path: self.path.clone(),
             source,
         })
     }
+}
 
+impl RowFormatter {
     fn format_row(&mut self, r: &SessionRecord, history: &str) -> Result<(), csv::Error> {
         let w = &mut self.staging;
         let f = &mut self.field;
@@ -184,7 +225,9 @@ impl SessionCsvWriter {
         w.write_field(r.related_uid.as_ref().map_or("", |uid| uid.as_str()))?;
         w.write_record(None::<&[u8]>)
     }
+}
 
+impl SessionCsvWriter {
     /// Writes every queued row in start order, flushes the file and removes temporary runs.
     pub fn finish(mut self) -> Result<CsvStats, CsvError> {
         let path = self.path.clone();
