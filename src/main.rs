@@ -132,13 +132,21 @@ fn seconds(value: f64, flag: &str) -> Result<Duration, String> {
         .map_err(|_| format!("--{flag} must be a non-negative number of seconds, got {value}"))
 }
 
+/// Error text names files, and file names can hold escape sequences or newlines: shown as `?`
+/// so a hostile name cannot drive the terminal or forge extra lines (as the summary does).
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => match run_analyze(args) {
             Ok(code) => ExitCode::from(code),
             Err((code, message)) => {
-                eprintln!("sessionscope: {message}");
+                eprintln!("sessionscope: {}", printable(&message));
                 ExitCode::from(code)
             }
         },
@@ -243,7 +251,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     print_summary(&outcome.summary, args.color);
 
     for error in &outcome.input_errors {
-        eprintln!("sessionscope: {error}");
+        eprintln!("sessionscope: {}", printable(error));
     }
     if let Some(error) = output_error {
         let dir = args

@@ -1,0 +1,204 @@
+//! Floods: a SYN flood from spoofed sources and many parallel streams with holes, with a few
+//! ordinary sessions inside. Under `--max-sessions` the table holds its cap, the evictions are
+//! counted in the summary and in sessions.csv alike, and the ordinary sessions (never the
+//! longest idle) come out exactly as they were made. The big floods and their memory figures
+//! are in docs/hostile-input.md; this is the same generator, small enough for every CI run.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::flood::{FloodFacts, FloodSpec, write_flood};
+
+const SPEC: FloodSpec = FloodSpec {
+    syn_flood: 60_000,
+    streams_with_holes: 10_000,
+    real_sessions: 6,
+    real_every: 1_000,
+};
+const CAP: usize = 4_000;
+
+fn work_dir(tag: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("floods-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn make_flood(dir: &Path) -> (PathBuf, FloodFacts) {
+    let path = dir.join("flood.pcap");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let facts = write_flood(SPEC, file).unwrap();
+    (path, facts)
+}
+
+struct Run {
+    summary: String,
+    rows: Vec<HashMap<String, String>>,
+    max_rss_kib: Option<u64>,
+}
+
+fn analyze(capture: &Path, out: &Path, max_sessions: usize) -> Run {
+    // GNU time reports the child's peak memory; without it the run is the same, unmeasured.
+    let gnu_time = Path::new("/usr/bin/time");
+    let rss_file = out.with_extension("rss");
+    let mut command = if gnu_time.exists() {
+        let mut c = Command::new(gnu_time);
+        c.arg("-f").arg("%M").arg("-o").arg(&rss_file);
+        c.arg(env!("CARGO_BIN_EXE_sessionscope"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_sessionscope"))
+    };
+    let output = command
+        .arg("analyze")
+        .arg(capture)
+        .arg("--out")
+        .arg(out)
+        .args(["--color", "never", "--no-progress", "--max-sessions"])
+        .arg(max_sessions.to_string())
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut reader = csv::Reader::from_path(out.join("sessions.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let rows = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect();
+    let max_rss_kib = std::fs::read_to_string(&rss_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    Run {
+        summary,
+        rows,
+        max_rss_kib,
+    }
+}
+
+/// The number on a `  Label   1,234` line of the Session table section.
+fn summary_number(summary: &str, label: &str) -> u64 {
+    let line = summary
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no '{label}' line in the summary:\n{summary}"));
+    line.trim_start()[label.len()..]
+        .trim()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("'{line}': {e}"))
+}
+
+fn check_real_sessions(run: &Run, facts: &FloodFacts) {
+    for real in &facts.real {
+        let found: Vec<_> = run
+            .rows
+            .iter()
+            .filter(|r| {
+                r["orig_h"] == real.orig_h.to_string()
+                    && r["orig_p"] == real.orig_p.to_string()
+                    && r["resp_h"] == real.resp_h.to_string()
+                    && r["resp_p"] == real.resp_p.to_string()
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{real:?}: {found:?}");
+        let row = found[0];
+        let expect = [
+            ("proto", "tcp".to_string()),
+            ("conn_state", real.conn_state.to_string()),
+            ("history", real.history.to_string()),
+            ("orig_pkts", real.orig_pkts.to_string()),
+            ("resp_pkts", real.resp_pkts.to_string()),
+            ("orig_bytes", real.orig_bytes.to_string()),
+            ("resp_bytes", real.resp_bytes.to_string()),
+            ("orig_ip_bytes", real.orig_ip_bytes.to_string()),
+            ("resp_ip_bytes", real.resp_ip_bytes.to_string()),
+            ("missed_bytes", "0".to_string()),
+        ];
+        for (column, value) in expect {
+            assert_eq!(row[column], value, "{column} of {real:?}");
+        }
+        assert_ne!(row["end_reason"], "evicted", "{real:?}");
+    }
+}
+
+#[test]
+fn a_capped_table_evicts_counts_and_keeps_the_live_sessions_right() {
+    let dir = work_dir("capped");
+    let (capture, facts) = make_flood(&dir);
+    let run = analyze(&capture, &dir.join("out"), CAP);
+
+    let started = summary_number(&run.summary, "Started");
+    let peak = summary_number(&run.summary, "Peak live");
+    let evicted = summary_number(&run.summary, "Evicted");
+    assert!(peak <= CAP as u64, "peak live {peak} over the cap {CAP}");
+    assert!(run.summary.contains("WARNING"), "{}", run.summary);
+    // Packets are a microsecond apart: no timer runs out, so all but the last CAP sessions
+    // (and the closed ordinary ones) must have been evicted.
+    assert!(
+        evicted >= facts.sessions - CAP as u64 - facts.real.len() as u64,
+        "evicted {evicted} of {} sessions with a cap of {CAP}",
+        facts.sessions
+    );
+    // Every session is a row, and the rows say which were evicted, as the summary does.
+    assert_eq!(run.rows.len() as u64, started);
+    let evicted_rows = run
+        .rows
+        .iter()
+        .filter(|r| r["end_reason"] == "evicted")
+        .count() as u64;
+    assert_eq!(evicted_rows, evicted);
+    check_real_sessions(&run, &facts);
+    if let Some(rss) = run.max_rss_kib {
+        println!(
+            "capped flood ({} packets): max RSS {rss} KiB",
+            facts.packets
+        );
+    }
+}
+
+#[test]
+fn without_a_cap_every_flood_session_is_its_own_row() {
+    let dir = work_dir("uncapped");
+    let (capture, facts) = make_flood(&dir);
+    let run = analyze(&capture, &dir.join("out"), 10_000_000);
+    assert_eq!(summary_number(&run.summary, "Evicted"), 0);
+    assert_eq!(summary_number(&run.summary, "Started"), facts.sessions);
+    assert_eq!(run.rows.len() as u64, facts.sessions);
+    // One S0 row per spoofed SYN, all to the victim's port 80.
+    let syn_rows = run
+        .rows
+        .iter()
+        .filter(|r| r["resp_p"] == "80" && r["history"] == "S" && r["conn_state"] == "S0")
+        .count() as u64;
+    assert_eq!(syn_rows, u64::from(SPEC.syn_flood));
+    // The streams: established, never closed, 300 bytes by their sequence numbers (the hole
+    // counts: bytes come from sequence numbers, not from what was captured).
+    let hole_rows = run
+        .rows
+        .iter()
+        .filter(|r| r["resp_p"] == "443" && r["orig_bytes"] == "300" && r["conn_state"] == "S1")
+        .count() as u64;
+    assert_eq!(hole_rows, u64::from(SPEC.streams_with_holes));
+    check_real_sessions(&run, &facts);
+    if let Some(rss) = run.max_rss_kib {
+        println!(
+            "uncapped flood ({} packets): max RSS {rss} KiB",
+            facts.packets
+        );
+    }
+}
