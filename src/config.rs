@@ -125,6 +125,8 @@ pub struct TrackerConfig {
     pub max_sessions: usize,
     /// Ports that mark the server of a session whose start was not seen.
     pub server_ports: ServerPorts,
+    /// Read each TCP and UDP session's first bytes to name its service (TLS, HTTP, DNS...).
+    pub classify_content: bool,
     /// Verify IP, TCP, UDP and ICMP checksums and leave bad packets out of their sessions, as
     /// Zeek does by default (without `-C`). Off by default: offloading hosts record their own
     /// packets with wrong checksums.
@@ -169,6 +171,7 @@ impl Default for TrackerConfig {
             max_sessions: 1_000_000,
             verify_checksums: false,
             server_ports: ServerPorts::zeek_default(),
+            classify_content: true,
             fragments: FragmentConfig::default(),
         }
     }

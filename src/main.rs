@@ -118,6 +118,9 @@ struct TrackerArgs {
     /// union of `zeek` (Zeek's default set), `tunnels`, `none`, `tcp/PORT`, `udp/PORT`.
     #[arg(long, default_value = "zeek", value_name = "LIST")]
     server_ports: String,
+    /// Do not read sessions' bytes to name their service (TLS, HTTP, DNS, SSH...): ports only.
+    #[arg(long)]
+    no_content: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -177,6 +180,7 @@ impl TrackerArgs {
             verify_checksums: args.verify_checksums,
             server_ports: ServerPorts::parse(&args.server_ports)
                 .map_err(|e| usage(format!("--server-ports: {e}")))?,
+            classify_content: !args.no_content,
             fragments: FragmentConfig {
                 timeout: seconds(args.frag_timeout, "frag-timeout").map_err(usage)?,
                 max_bytes: args.frag_memory.saturating_mul(1 << 20),

@@ -221,6 +221,7 @@ fn session(data: &[u8]) {
             ServerPorts::none()
         },
         verify_checksums: flags & 2 != 0,
+        classify_content: flags & 4 == 0,
         // Small limits so the fuzzer reaches fragment timeouts and evictions.
         fragments: sessionscope::config::FragmentConfig {
             timeout: Duration::from_secs(2),
@@ -309,6 +310,7 @@ fn classify_session(data: &[u8]) {
         end_reason: EndReason::CaptureEnd,
         tunnel_depth: 0,
         related_uid: None,
+        content: None,
     };
     classify::classify(&mut record);
     assert_eq!(

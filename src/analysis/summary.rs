@@ -548,6 +548,7 @@ mod tests {
             end_reason: EndReason::Inactive,
             tunnel_depth: 0,
             related_uid: None,
+            content: None,
         }
     }
 

@@ -34,6 +34,12 @@ const ORIG_PORT_FALLBACK_BELOW: u16 = 1024;
 
 /// Fills `record.service` and `record.service_evidence` from the ports (see the module doc).
 pub fn classify(record: &mut SessionRecord) {
+    if let Some(service) = record.content.as_ref().map(|c| c.service) {
+        // What the bytes say wins over what the port suggests.
+        record.service = Some(service);
+        record.service_evidence = ServiceEvidence::Content;
+        return;
+    }
     if record.service.is_some() || !matches!(record.proto, Proto::Tcp | Proto::Udp) {
         return;
     }
@@ -86,6 +92,7 @@ mod tests {
             end_reason: EndReason::CaptureEnd,
             tunnel_depth: 0,
             related_uid: None,
+            content: None,
         }
     }
 

@@ -808,6 +808,7 @@ mod tests {
             end_reason: EndReason::Closed,
             tunnel_depth: 0,
             related_uid: None,
+            content: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub use tracker::{SessionTracker, TrackerStats};
 pub use uid::Uid;
 
 use crate::capture::Timestamp;
+use crate::classify::ContentInfo;
 use std::net::IpAddr;
 
 /// The transport a session runs over, as conn.log's `proto` column names it.
@@ -211,6 +212,9 @@ pub struct SessionRecord {
     /// The session an ICMP error ties this one to: on an ICMP error session, the session whose
     /// packet the error quotes; on that quoted session, the first ICMP error about it.
     pub related_uid: Option<Uid>,
+    /// What the session's bytes showed (service, server name, protocol details), when the
+    /// content classifier recognised them.
+    pub content: Option<Box<ContentInfo>>,
 }
 
 impl SessionRecord {

@@ -13,6 +13,7 @@ use super::{
     ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence, SessionRecord, Uid,
 };
 use crate::capture::Timestamp;
+use crate::classify::ContentClassifier;
 use crate::config::TrackerConfig;
 use crate::decode::{self, ChecksumVerdict, IpPacket, Transport};
 use std::cmp::Reverse;
@@ -48,6 +49,10 @@ fn is_broadcast(addr: IpAddr) -> bool {
         IpAddr::V6(_) => false,
     }
 }
+
+/// Bytes a TCP direction may hold ahead of a hole so that the content classifier still sees a
+/// protocol's opening messages in order when they arrive out of order.
+const CONTENT_REORDER_BYTES: usize = 16 * 1024;
 
 /// Responder ports where Zeek's DNS analyzer, and with it the DNS session timer, applies.
 const DNS_PORTS_UDP: [u16; 4] = [53, 137, 5353, 5355];
@@ -131,7 +136,7 @@ enum ProtoState {
 
 const NIL: u32 = u32::MAX;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Session {
     key: FlowKey,
     orig: Endpoint,
@@ -150,6 +155,8 @@ struct Session {
     half_closed_at: Option<Timestamp>,
     /// See [`SessionRecord::related_uid`].
     related: Option<Uid>,
+    /// Reads the session's first bytes to name what it really is (TCP and UDP only).
+    content: Option<ContentClassifier>,
     /// The deadline of this session's live heap entry.
     scheduled: i64,
     generation: u32,
@@ -404,6 +411,7 @@ impl SessionTracker {
                 },
             ) => {
                 let streams = &mut self.streams;
+                let content = &mut session.content;
                 let out = tcp.process(
                     &mut session.history,
                     is_orig,
@@ -415,7 +423,13 @@ impl SessionTracker {
                         len: payload_len,
                         payload,
                     },
-                    &mut |d| send_to(streams, &identity, d),
+                    &mut |d| {
+                        if let Some(classifier) = content.as_mut().filter(|c| c.wants_more()) {
+                            // The classifier names directions by the roles it was created with.
+                            classifier.on_stream(d.from_orig != d.flipped, d.bytes);
+                        }
+                        send_to(streams, &identity, d)
+                    },
                 );
                 if out.flipped {
                     std::mem::swap(&mut session.orig, &mut session.resp);
@@ -429,9 +443,19 @@ impl SessionTracker {
                     session.half_closed_at = Some(ts);
                 }
             }
-            (_, Transport::Udp { payload_len, .. }) => {
+            (
+                _,
+                Transport::Udp {
+                    payload_len,
+                    payload,
+                    ..
+                },
+            ) => {
                 // One data letter per direction: D for the originator, d for the responder.
                 session.history.check(Mark::Data, b'D', is_orig);
+                if let Some(classifier) = session.content.as_mut().filter(|c| c.wants_more()) {
+                    classifier.on_datagram(is_orig, payload);
+                }
                 let stats = if is_orig {
                     &mut session.orig_stats
                 } else {
@@ -563,6 +587,9 @@ impl SessionTracker {
                 let mut tcp = TcpSession::default();
                 if let Some(out) = &self.streams {
                     tcp.keep_content(out.limit_bytes);
+                } else if self.config.classify_content {
+                    // Enough to hold a protocol's opening messages when they arrive out of order.
+                    tcp.keep_content(CONTENT_REORDER_BYTES);
                 }
                 ProtoState::Tcp(tcp)
             }
@@ -592,6 +619,8 @@ impl SessionTracker {
             closed_at: None,
             half_closed_at: None,
             related: None,
+            content: (self.config.classify_content && matches!(proto, Proto::Tcp | Proto::Udp))
+                .then(|| ContentClassifier::new(proto, orig.port, resp.port)),
             scheduled: i64::MAX,
             generation,
             lru_prev: NIL,
@@ -708,21 +737,37 @@ impl SessionTracker {
             return;
         };
         let identity = SessionIdentity::of(&session);
-        if let (Some(out), ProtoState::Tcp(tcp)) = (&mut self.streams, &mut session.state) {
+        if let ProtoState::Tcp(tcp) = &mut session.state {
+            let content = &mut session.content;
+            let mut streams = self.streams.as_mut();
             let (orig, resp) = tcp.finish_streams(&mut |d| {
-                let stream = identity.stream(d.from_orig, false);
-                out.sink.data(&stream, d.rel_seq.saturating_sub(1), d.bytes);
+                if let Some(classifier) = content.as_mut().filter(|c| c.wants_more()) {
+                    classifier.on_stream(d.from_orig, d.bytes);
+                }
+                if let Some(out) = streams.as_mut() {
+                    let stream = identity.stream(d.from_orig, false);
+                    out.sink.data(&stream, d.rel_seq.saturating_sub(1), d.bytes);
+                }
             });
-            out.sink.end(&identity.stream(true, false), &orig);
-            out.sink.end(&identity.stream(false, false), &resp);
+            if let Some(out) = streams {
+                out.sink.end(&identity.stream(true, false), &orig);
+                out.sink.end(&identity.stream(false, false), &resp);
+            }
         }
+        let content = session
+            .content
+            .take()
+            .and_then(ContentClassifier::finish)
+            .map(Box::new);
         if let Some(g) = self.generations.get_mut(slot as usize) {
             *g = g.wrapping_add(1);
         }
         self.free.push(slot);
         self.index.remove(&session.key);
         self.live = self.live.saturating_sub(1);
-        emit(record_of(&session, reason));
+        let mut record = record_of(&session, reason);
+        record.content = content;
+        emit(record);
     }
 
     fn touch_lru(&mut self, slot: u32) {
@@ -816,6 +861,7 @@ fn record_of(s: &Session, reason: EndReason) -> SessionRecord {
         end_reason: reason,
         tunnel_depth: s.key.depth,
         related_uid: s.related,
+        content: None,
     }
 }
 
