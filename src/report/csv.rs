@@ -6,9 +6,16 @@
 //! sessions by (start, uid) although they finish in end order. Promises: the header line is
 //! written when the file is created, rows only on [`SessionCsvWriter::finish`]; memory is
 //! bounded by [`CsvOptions::max_rows_in_memory`]; formatting a row allocates nothing per row.
+//!
+//! The same ordered stream feeds the other export formats ([`SessionCsvWriter::create_formats`]):
+//! each row is read back once into a typed [`SessionRow`] and handed to the JSON lines and
+//! Parquet writers, so every format lists the same sessions in the same order.
 
 use super::community_id::CommunityIdHasher;
+use super::export::{ExportFormat, RowSink, SessionRow};
+use super::jsonl::JsonlWriter;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
+use super::parquet::ParquetWriter;
 use crate::session::SessionRecord;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -74,19 +81,32 @@ pub enum CsvError {
     Format(#[from] csv::Error),
 }
 
+fn io_error(path: &Path) -> impl Fn(io::Error) -> CsvError + '_ {
+    move |source| CsvError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// What [`SessionCsvWriter::finish`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvStats {
+    /// sessions.csv (its would-be path when CSV was not asked for).
     pub path: PathBuf,
+    /// Every file written, sessions.csv first when it was asked for.
+    pub files: Vec<PathBuf>,
     pub rows: u64,
     /// Sorted runs spilled to temporary files (0 when all rows fit in memory).
     pub runs_spilled: u64,
 }
 
-/// Writes DIR/sessions.csv; see the module documentation.
+/// Writes DIR/sessions.csv (and the other asked-for formats); see the module documentation.
 pub struct SessionCsvWriter {
     path: PathBuf,
-    file: BufWriter<File>,
+    /// None when CSV was not among the formats (rows are still formatted: they are the
+    /// canonical text the other formats read back).
+    file: Option<BufWriter<File>>,
+    sinks: Vec<Box<dyn RowSink>>,
     order: StartOrderBuffer,
     staging: csv::Writer<Vec<u8>>,
     staged_len: usize,
@@ -97,21 +117,45 @@ pub struct SessionCsvWriter {
 impl SessionCsvWriter {
     /// Creates (truncates) `dir/sessions.csv` and writes the header line.
     pub fn create(dir: &Path, options: &CsvOptions) -> Result<Self, CsvError> {
+        Self::create_formats(dir, options, &[ExportFormat::Csv])
+    }
+
+    /// Creates (truncates) one file per format in `dir`: sessions.csv (header written now),
+    /// sessions.jsonl, sessions.parquet.
+    pub fn create_formats(
+        dir: &Path,
+        options: &CsvOptions,
+        formats: &[ExportFormat],
+    ) -> Result<Self, CsvError> {
         let path = dir.join(SESSIONS_FILE_NAME);
-        let io_err = |source| CsvError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = File::create(&path).map_err(io_err)?;
-        let mut file = BufWriter::with_capacity(1 << 16, file);
-        let mut header = new_staging();
-        header.write_record(SESSIONS_CSV_COLUMNS)?;
-        header.flush().map_err(io_err)?;
-        file.write_all(header.get_ref()).map_err(io_err)?;
+        let mut file = None;
+        let mut sinks: Vec<Box<dyn RowSink>> = Vec::new();
+        for format in formats {
+            match format {
+                ExportFormat::Csv => {
+                    let io_err = io_error(&path);
+                    let created = File::create(&path).map_err(&io_err)?;
+                    let mut created = BufWriter::with_capacity(1 << 16, created);
+                    let mut header = new_staging();
+                    header.write_record(SESSIONS_CSV_COLUMNS)?;
+                    header.flush().map_err(&io_err)?;
+                    created.write_all(header.get_ref()).map_err(&io_err)?;
+                    file = Some(created);
+                }
+                ExportFormat::Jsonl => sinks
+                    .push(Box::new(JsonlWriter::create(dir).map_err(io_error(
+                        &dir.join(super::jsonl::SESSIONS_JSONL_FILE_NAME),
+                    ))?)),
+                ExportFormat::Parquet => sinks.push(Box::new(ParquetWriter::create(dir).map_err(
+                    io_error(&dir.join(super::parquet::SESSIONS_PARQUET_FILE_NAME)),
+                )?)),
+            }
+        }
         Ok(SessionCsvWriter {
             order: StartOrderBuffer::new(dir, options.max_rows_in_memory),
             path,
             file,
+            sinks,
             staging: new_staging(),
             staged_len: 0,
             hasher: CommunityIdHasher::new(options.community_id_seed),
@@ -185,18 +229,56 @@ impl SessionCsvWriter {
         w.write_record(None::<&[u8]>)
     }
 
-    /// Writes every queued row in start order, flushes the file and removes temporary runs.
-    pub fn finish(mut self) -> Result<CsvStats, CsvError> {
-        let path = self.path.clone();
-        let io_err = |source| CsvError::Io {
-            path: path.clone(),
-            source,
+    /// Writes every queued row in start order to every format, completes the files and
+    /// removes temporary runs.
+    pub fn finish(self) -> Result<CsvStats, CsvError> {
+        let SessionCsvWriter {
+            path,
+            mut file,
+            mut sinks,
+            order,
+            ..
+        } = self;
+        let mut record = csv::StringRecord::new();
+        let mut reader_buf = Vec::new();
+        let mut each = |row: &[u8]| -> io::Result<()> {
+            if let Some(file) = file.as_mut() {
+                file.write_all(row)?;
+            }
+            if sinks.is_empty() {
+                return Ok(());
+            }
+            reader_buf.clear();
+            reader_buf.extend_from_slice(row);
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .buffer_capacity(row.len().max(64))
+                .from_reader(reader_buf.as_slice());
+            if !reader.read_record(&mut record).map_err(io::Error::other)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "internal error: empty sessions.csv row",
+                ));
+            }
+            let typed = SessionRow::parse(&record)?;
+            for sink in sinks.iter_mut() {
+                sink.write_row(&typed)?;
+            }
+            Ok(())
         };
         let OrderStats { rows, runs_spilled } =
-            self.order.finish(&mut self.file).map_err(io_err)?;
-        self.file.flush().map_err(io_err)?;
+            order.finish_each(&mut each).map_err(io_error(&path))?;
+        let mut files = Vec::new();
+        if let Some(mut file) = file {
+            file.flush().map_err(io_error(&path))?;
+            files.push(path.clone());
+        }
+        for sink in sinks {
+            files.push(sink.finish().map_err(io_error(&path))?);
+        }
         Ok(CsvStats {
-            path: self.path,
+            path,
+            files,
             rows,
             runs_spilled,
         })
