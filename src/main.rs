@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Analyse capture files (pcap or pcapng; `-` reads standard input) into sessions.
-    Analyze(AnalyzeArgs),
+    Analyze(Box<AnalyzeArgs>),
     /// Capture from a network interface (needs the `live` build feature) and write sessions as
     /// they end, until Ctrl-C, --duration or --packets.
     Live(Box<live_cli::LiveArgs>),
@@ -55,7 +55,7 @@ struct AnalyzeArgs {
     /// Capture files, read in order as one capture; `-` for standard input.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Directory for sessions.csv (created if missing).
+    /// Directory for sessions.csv (or the --format files) and report.html (created if missing).
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
     #[command(flatten)]
@@ -74,6 +74,10 @@ struct AnalyzeArgs {
     /// Colour in the terminal summary.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// Session export formats written with --out: csv, jsonl, parquet (comma-separated or
+    /// repeated).
+    #[arg(long, value_name = "LIST", default_value = "csv")]
+    format: Vec<String>,
 }
 
 /// Session tracking options shared by `analyze` and `live`.
@@ -146,7 +150,7 @@ fn printable(text: &str) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Analyze(args) => match run_analyze(args) {
+        Command::Analyze(args) => match run_analyze(*args) {
             Ok(code) => ExitCode::from(code),
             Err((code, message)) => {
                 eprintln!("sessionscope: {}", printable(&message));
@@ -211,13 +215,28 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         streams,
     };
 
+    let mut formats = Vec::new();
+    for list in &args.format {
+        for format in
+            report::ExportFormat::parse_list(list).map_err(|e| (2u8, format!("--format: {e}")))?
+        {
+            if !formats.contains(&format) {
+                formats.push(format);
+            }
+        }
+    }
+
     let mut csv = match &args.out {
         Some(dir) => Some(
             std::fs::create_dir_all(dir)
                 .map_err(|e| e.to_string())
                 .and_then(|()| {
-                    report::SessionCsvWriter::create(dir, &report::CsvOptions::default())
-                        .map_err(|e| e.to_string())
+                    report::SessionCsvWriter::create_formats(
+                        dir,
+                        &report::CsvOptions::default(),
+                        &formats,
+                    )
+                    .map_err(|e| e.to_string())
                 })
                 .map_err(|e| {
                     (
@@ -229,7 +248,11 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         None => None,
     };
     let mut output_error: Option<String> = None;
+    let mut report_data = args.out.as_ref().map(|_| report::ReportData::new());
     let outcome = pipeline::analyze(&options, &mut |record| {
+        if let Some(data) = report_data.as_mut() {
+            data.on_session(record);
+        }
         if let Some(writer) = csv.as_mut()
             && output_error.is_none()
             && let Err(e) = writer.write(record)
@@ -241,6 +264,11 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         && let Err(e) = writer.finish()
     {
         output_error.get_or_insert(e.to_string());
+    }
+    if let (Some(dir), Some(data)) = (&args.out, &report_data)
+        && let Err(e) = report::html::write_report(dir, &outcome.summary, data)
+    {
+        output_error.get_or_insert(format!("{}: {e}", report::html::REPORT_FILE_NAME));
     }
 
     let stream_error = options
@@ -265,7 +293,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             .unwrap_or_default();
         return Err((
             exit::OUTPUT_ERROR,
-            format!("{dir}: writing sessions.csv failed: {error}"),
+            format!("{dir}: writing the output failed: {error}"),
         ));
     }
     if let Some(error) = stream_error {
@@ -296,11 +324,16 @@ fn print_summary(summary: &sessionscope::analysis::CaptureSummary, color: ColorC
     let _ = stdout.flush();
 }
 
-/// The terminal's width in columns, from $COLUMNS when set, else 100.
+/// The summary's width in columns: $COLUMNS when set, else the terminal's own width when
+/// stdout is one, else 100 (files and pipes).
 fn terminal_width() -> usize {
     std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
+        .or_else(|| {
+            terminal_size::terminal_size_of(std::io::stdout())
+                .map(|(terminal_size::Width(w), _)| usize::from(w))
+        })
         .filter(|&w: &usize| w >= 40)
         .unwrap_or(100)
 }

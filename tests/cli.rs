@@ -178,3 +178,60 @@ fn live_without_the_feature_says_how_to_build_it() {
     assert!(message.contains("libpcap-dev"), "{message}");
     assert!(message.contains("--features live"), "{message}");
 }
+
+#[test]
+fn formats_and_report_are_written_and_agree() {
+    let out = temp_dir("formats");
+    let output = bin()
+        .args([
+            "analyze",
+            "--no-progress",
+            "--format",
+            "jsonl",
+            "--format",
+            "csv,parquet",
+        ])
+        .arg(sample("udp-dns.pcap"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let rows = csv_rows(&out);
+    assert!(!rows.is_empty());
+    let jsonl = std::fs::read_to_string(out.join("sessions.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), rows.len());
+    // Same order: the uid column of each CSV row is the uid of the same JSON line.
+    for (line, row) in jsonl.lines().zip(&rows) {
+        assert!(line.contains(&format!("\"uid\":\"{}\"", &row[1])), "{line}");
+        assert!(line.starts_with("{\"ts\":") && line.contains("\"id.orig_h\":"));
+    }
+    let parquet = std::fs::read(out.join("sessions.parquet")).unwrap();
+    assert_eq!(&parquet[..4], b"PAR1");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("Hidden-session analysis not available in this version"));
+}
+
+#[test]
+fn only_the_asked_formats_and_a_bad_one_is_a_usage_error() {
+    let out = temp_dir("jsonl-only");
+    let output = bin()
+        .args(["analyze", "--no-progress", "--format", "jsonl"])
+        .arg(sample("udp-dns.pcap"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(out.join("sessions.jsonl").exists());
+    assert!(out.join("report.html").exists());
+    assert!(!out.join("sessions.csv").exists());
+    let output = bin()
+        .args(["analyze", "--format", "xml"])
+        .arg(sample("udp-dns.pcap"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("xml"), "{}", stderr(&output));
+}

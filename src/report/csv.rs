@@ -1,14 +1,21 @@
 //! sessions.csv: one row per finished session, in start order.
 //!
 //! Owns the column set (see docs/sessions-csv.md), formatting a [`SessionRecord`] into a CSV
-//! row with the `csv` crate ([`RowFormatter`], also used by the streaming writer of live runs) (so hostile text such as service names or history strings is
+//! row with the `csv` crate (so hostile text such as service names or history strings is
 //! quoted, never breaks a row), and handing rows to [`StartOrderBuffer`] so the file lists
 //! sessions by (start, uid) although they finish in end order. Promises: the header line is
 //! written when the file is created, rows only on [`SessionCsvWriter::finish`]; memory is
 //! bounded by [`CsvOptions::max_rows_in_memory`]; formatting a row allocates nothing per row.
+//!
+//! The same ordered stream feeds the other export formats ([`SessionCsvWriter::create_formats`]):
+//! each row is read back once into a typed [`SessionRow`] and handed to the JSON lines and
+//! Parquet writers, so every format lists the same sessions in the same order.
 
 use super::community_id::CommunityIdHasher;
+use super::export::{ExportFormat, RowSink, SessionRow};
+use super::jsonl::JsonlWriter;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
+use super::parquet::ParquetWriter;
 use crate::session::SessionRecord;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -74,24 +81,38 @@ pub enum CsvError {
     Format(#[from] csv::Error),
 }
 
+fn io_error(path: &Path) -> impl Fn(io::Error) -> CsvError + '_ {
+    move |source| CsvError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// What [`SessionCsvWriter::finish`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvStats {
+    /// sessions.csv (its would-be path when CSV was not asked for).
     pub path: PathBuf,
+    /// Every file written, sessions.csv first when it was asked for.
+    pub files: Vec<PathBuf>,
     pub rows: u64,
     /// Sorted runs spilled to temporary files (0 when all rows fit in memory).
     pub runs_spilled: u64,
 }
 
-/// Writes DIR/sessions.csv; see the module documentation.
+/// Writes DIR/sessions.csv (and the other asked-for formats); see the module documentation.
 pub struct SessionCsvWriter {
     path: PathBuf,
-    file: BufWriter<File>,
+    /// None when CSV was not among the formats (rows are still formatted: they are the
+    /// canonical text the other formats read back).
+    file: Option<BufWriter<File>>,
+    sinks: Vec<Box<dyn RowSink>>,
     order: StartOrderBuffer,
     rows: RowFormatter,
 }
 
-/// Formats sessions into complete CSV lines (shared by the start-ordered and streaming writers).
+/// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
+/// streaming writer of live runs).
 pub struct RowFormatter {
     staging: csv::Writer<Vec<u8>>,
     /// Where the last row starts in `staging`, and where it ends.
@@ -148,51 +169,7 @@ impl RowFormatter {
             .get(self.row_start..self.staged_len)
             .unwrap_or(&[])
     }
-}
 
-impl SessionCsvWriter {
-    /// Creates (truncates) `dir/sessions.csv` and writes the header line.
-    pub fn create(dir: &Path, options: &CsvOptions) -> Result<Self, CsvError> {
-        let path = dir.join(SESSIONS_FILE_NAME);
-        let io_err = |source| CsvError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = File::create(&path).map_err(io_err)?;
-        let mut file = BufWriter::with_capacity(1 << 16, file);
-        file.write_all(&RowFormatter::header()?).map_err(io_err)?;
-        Ok(SessionCsvWriter {
-            order: StartOrderBuffer::new(dir, options.max_rows_in_memory),
-            path,
-            file,
-            rows: RowFormatter::new(options.community_id_seed),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Formats one finished session and queues it for start-order output.
-    pub fn write(&mut self, record: &SessionRecord) -> Result<(), CsvError> {
-        self.write_with_history(record, record.history.as_str())
-    }
-
-    fn write_with_history(
-        &mut self,
-        record: &SessionRecord,
-        history: &str,
-    ) -> Result<(), CsvError> {
-        let row = self.rows.row_with_history(record, history)?;
-        let key = RowKey::new(record.start, record.uid.as_str());
-        self.order.push(key, row).map_err(|source| CsvError::Io {
-            path: self.path.clone(),
-            source,
-        })
-    }
-}
-
-impl RowFormatter {
     fn format_row(&mut self, r: &SessionRecord, history: &str) -> Result<(), csv::Error> {
         let w = &mut self.staging;
         let f = &mut self.field;
@@ -228,18 +205,122 @@ impl RowFormatter {
 }
 
 impl SessionCsvWriter {
-    /// Writes every queued row in start order, flushes the file and removes temporary runs.
-    pub fn finish(mut self) -> Result<CsvStats, CsvError> {
-        let path = self.path.clone();
-        let io_err = |source| CsvError::Io {
-            path: path.clone(),
+    /// Creates (truncates) `dir/sessions.csv` and writes the header line.
+    pub fn create(dir: &Path, options: &CsvOptions) -> Result<Self, CsvError> {
+        Self::create_formats(dir, options, &[ExportFormat::Csv])
+    }
+
+    /// Creates (truncates) one file per format in `dir`: sessions.csv (header written now),
+    /// sessions.jsonl, sessions.parquet.
+    pub fn create_formats(
+        dir: &Path,
+        options: &CsvOptions,
+        formats: &[ExportFormat],
+    ) -> Result<Self, CsvError> {
+        let path = dir.join(SESSIONS_FILE_NAME);
+        let mut file = None;
+        let mut sinks: Vec<Box<dyn RowSink>> = Vec::new();
+        for format in formats {
+            match format {
+                ExportFormat::Csv => {
+                    let io_err = io_error(&path);
+                    let created = File::create(&path).map_err(&io_err)?;
+                    let mut created = BufWriter::with_capacity(1 << 16, created);
+                    created
+                        .write_all(&RowFormatter::header()?)
+                        .map_err(&io_err)?;
+                    file = Some(created);
+                }
+                ExportFormat::Jsonl => sinks
+                    .push(Box::new(JsonlWriter::create(dir).map_err(io_error(
+                        &dir.join(super::jsonl::SESSIONS_JSONL_FILE_NAME),
+                    ))?)),
+                ExportFormat::Parquet => sinks.push(Box::new(ParquetWriter::create(dir).map_err(
+                    io_error(&dir.join(super::parquet::SESSIONS_PARQUET_FILE_NAME)),
+                )?)),
+            }
+        }
+        Ok(SessionCsvWriter {
+            order: StartOrderBuffer::new(dir, options.max_rows_in_memory),
+            path,
+            file,
+            sinks,
+            rows: RowFormatter::new(options.community_id_seed),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Formats one finished session and queues it for start-order output.
+    pub fn write(&mut self, record: &SessionRecord) -> Result<(), CsvError> {
+        self.write_with_history(record, record.history.as_str())
+    }
+
+    fn write_with_history(
+        &mut self,
+        record: &SessionRecord,
+        history: &str,
+    ) -> Result<(), CsvError> {
+        let row = self.rows.row_with_history(record, history)?;
+        let key = RowKey::new(record.start, record.uid.as_str());
+        self.order.push(key, row).map_err(|source| CsvError::Io {
+            path: self.path.clone(),
             source,
+        })
+    }
+
+    /// Writes every queued row in start order to every format, completes the files and
+    /// removes temporary runs.
+    pub fn finish(self) -> Result<CsvStats, CsvError> {
+        let SessionCsvWriter {
+            path,
+            mut file,
+            mut sinks,
+            order,
+            ..
+        } = self;
+        let mut record = csv::StringRecord::new();
+        let mut reader_buf = Vec::new();
+        let mut each = |row: &[u8]| -> io::Result<()> {
+            if let Some(file) = file.as_mut() {
+                file.write_all(row)?;
+            }
+            if sinks.is_empty() {
+                return Ok(());
+            }
+            reader_buf.clear();
+            reader_buf.extend_from_slice(row);
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .buffer_capacity(row.len().max(64))
+                .from_reader(reader_buf.as_slice());
+            if !reader.read_record(&mut record).map_err(io::Error::other)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "internal error: empty sessions.csv row",
+                ));
+            }
+            let typed = SessionRow::parse(&record)?;
+            for sink in sinks.iter_mut() {
+                sink.write_row(&typed)?;
+            }
+            Ok(())
         };
         let OrderStats { rows, runs_spilled } =
-            self.order.finish(&mut self.file).map_err(io_err)?;
-        self.file.flush().map_err(io_err)?;
+            order.finish_each(&mut each).map_err(io_error(&path))?;
+        let mut files = Vec::new();
+        if let Some(mut file) = file {
+            file.flush().map_err(io_error(&path))?;
+            files.push(path.clone());
+        }
+        for sink in sinks {
+            files.push(sink.finish().map_err(io_error(&path))?);
+        }
         Ok(CsvStats {
-            path: self.path,
+            path,
+            files,
             rows,
             runs_spilled,
         })

@@ -671,13 +671,13 @@ fn truncate(text: &str, width: usize) -> String {
 }
 
 /// Replaces control characters (escape sequences, newlines) in text that came from inputs.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
 
-fn utc(ts: Timestamp) -> String {
+pub(crate) fn utc(ts: Timestamp) -> String {
     let secs = ts.0.div_euclid(1_000_000_000);
     let nanos = ts.0.rem_euclid(1_000_000_000) as u32;
     match chrono::DateTime::from_timestamp(secs, nanos) {
@@ -687,7 +687,7 @@ fn utc(ts: Timestamp) -> String {
 }
 
 /// A duration for people: "0.211484 s", "3m 05.2s", "2h 03m 05s", "3d 04h 05m".
-fn duration(nanos: u64) -> String {
+pub(crate) fn duration(nanos: u64) -> String {
     let secs = nanos / 1_000_000_000;
     let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
     if secs < 60 {
@@ -702,7 +702,7 @@ fn duration(nanos: u64) -> String {
 }
 
 /// An integer with thousands separators: 1,234,567.
-fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -714,7 +714,7 @@ fn count(n: u64) -> String {
     out
 }
 
-fn percent(part: u64, whole: u64) -> String {
+pub(crate) fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         return "-".into();
     }
@@ -722,7 +722,7 @@ fn percent(part: u64, whole: u64) -> String {
 }
 
 /// Bytes in binary units, exact below 1 KiB: "512 B", "4.9 KiB", "1.21 GiB".
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -741,7 +741,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn link_name(link: LinkType) -> String {
+pub(crate) fn link_name(link: LinkType) -> String {
     match link {
         LinkType::NULL => "null".into(),
         LinkType::ETHERNET => "ethernet".into(),

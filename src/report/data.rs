@@ -1,0 +1,401 @@
+//! What the HTML report shows, gathered in bounded memory while sessions stream by.
+//!
+//! [`ReportData`] is fed every finished session ([`ReportData::on_session`]) and keeps: a
+//! timeline of session starts in at most [`MAX_TIMELINE_BUCKETS`] buckets (the bucket width
+//! doubles from one second as the span grows), split by protocol and, when the hidden-session
+//! analysis supplies it, by user versus technology; and a sample of at most
+//! [`SAMPLE_ROWS`] sessions for the sortable, filterable table. The sample keeps the sessions
+//! whose uid hashes lowest (a bottom-k sample), so it is uniform, deterministic, and the same
+//! whatever order sessions finished in. The capture-wide counts (span, packets, skip reasons,
+//! services, talkers) come from [`crate::analysis::CaptureSummary`]. Promises: memory bounded
+//! by the two caps whatever the number of sessions; no panic on any value.
+
+use crate::capture::Timestamp;
+use crate::session::{Proto, SessionRecord};
+use std::collections::{BTreeMap, BinaryHeap};
+
+/// Most timeline buckets; the width doubles when more would be needed.
+pub const MAX_TIMELINE_BUCKETS: usize = 600;
+/// Sessions kept for the report's session table.
+pub const SAMPLE_ROWS: usize = 2_000;
+/// Narrowest timeline bucket, in nanoseconds (one second).
+const BASE_BUCKET_NANOS: i64 = 1_000_000_000;
+/// Intervals kept per periodic pattern for its plot.
+pub const MAX_PATTERN_INTERVALS: usize = 200;
+
+/// Protocol columns of the timeline.
+pub const TIMELINE_PROTOCOLS: [&str; 4] = ["tcp", "udp", "icmp", "other"];
+
+fn proto_slot(proto: Proto) -> usize {
+    match proto {
+        Proto::Tcp => 0,
+        Proto::Udp => 1,
+        Proto::Icmp => 2,
+        Proto::Other(_) => 3,
+    }
+}
+
+/// Who a session is for, as the hidden-session analysis decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionClass {
+    /// Started by a person's action (browsing, a login, a download).
+    User,
+    /// Started by software on its own (updates, telemetry, keep-alives, beacons).
+    Technology,
+}
+
+/// Sessions that started within one timeline bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimelineBucket {
+    /// Per [`TIMELINE_PROTOCOLS`].
+    pub sessions: [u64; 4],
+    /// IP bytes of those sessions, both directions.
+    pub ip_bytes: u64,
+    /// User and technology sessions (zero until the hidden-session analysis classifies).
+    pub user: u64,
+    pub technology: u64,
+}
+
+impl TimelineBucket {
+    fn add(&mut self, other: &TimelineBucket) {
+        for (a, b) in self.sessions.iter_mut().zip(other.sessions) {
+            *a = a.saturating_add(b);
+        }
+        self.ip_bytes = self.ip_bytes.saturating_add(other.ip_bytes);
+        self.user = self.user.saturating_add(other.user);
+        self.technology = self.technology.saturating_add(other.technology);
+    }
+}
+
+/// Session starts over time in a bounded number of equal-width buckets.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// Bucket width is `BASE_BUCKET_NANOS << shift`.
+    shift: u32,
+    buckets: BTreeMap<i64, TimelineBucket>,
+}
+
+impl Timeline {
+    pub fn bucket_nanos(&self) -> i64 {
+        BASE_BUCKET_NANOS.saturating_mul(1i64 << self.shift.min(32))
+    }
+
+    fn index(&self, ts: Timestamp) -> i64 {
+        ts.0.div_euclid(self.bucket_nanos())
+    }
+
+    fn bucket(&mut self, ts: Timestamp) -> &mut TimelineBucket {
+        let index = self.index(ts);
+        if !self.buckets.contains_key(&index) && self.buckets.len() >= MAX_TIMELINE_BUCKETS {
+            self.widen_until_fits(ts);
+        }
+        let index = self.index(ts);
+        self.buckets.entry(index).or_default()
+    }
+
+    /// Doubles the width until the buckets plus the one for `ts` fit.
+    fn widen_until_fits(&mut self, ts: Timestamp) {
+        while self.shift < 32 {
+            self.shift += 1;
+            let old = std::mem::take(&mut self.buckets);
+            for (index, bucket) in old {
+                // Width doubles: the new index is the floor of half the old one.
+                self.buckets.entry(index >> 1).or_default().add(&bucket);
+            }
+            let fits = self.buckets.len() < MAX_TIMELINE_BUCKETS
+                || self.buckets.contains_key(&self.index(ts));
+            if fits {
+                break;
+            }
+        }
+    }
+
+    /// (bucket start, counts) in time order.
+    pub fn buckets(&self) -> impl Iterator<Item = (Timestamp, &TimelineBucket)> {
+        let width = self.bucket_nanos();
+        self.buckets
+            .iter()
+            .map(move |(i, b)| (Timestamp(i.saturating_mul(width)), b))
+    }
+}
+
+/// One session as the report's table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRow {
+    pub start: Timestamp,
+    pub uid: String,
+    pub orig_h: String,
+    pub orig_p: u16,
+    pub resp_h: String,
+    pub resp_p: u16,
+    pub proto: &'static str,
+    pub service: String,
+    pub duration_nanos: u64,
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    pub pkts: u64,
+    pub ip_bytes: u64,
+    pub conn_state: &'static str,
+    pub history: String,
+    pub end_reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sampled {
+    hash: u64,
+    row: SampleRow,
+}
+
+impl Ord for Sampled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.hash
+            .cmp(&other.hash)
+            .then_with(|| self.row.uid.cmp(&other.row.uid))
+    }
+}
+
+impl PartialOrd for Sampled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Hidden sessions that share an originating host and a destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HiddenGroup {
+    pub host: String,
+    pub destination: String,
+    pub service: String,
+    /// Why these sessions count as hidden (one short phrase each).
+    pub reasons: Vec<String>,
+    pub sessions: u64,
+    pub ip_bytes: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
+}
+
+/// Sessions from a host to a destination that recur at a regular interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodicPattern {
+    pub host: String,
+    pub destination: String,
+    pub service: String,
+    pub sessions: u64,
+    /// The typical interval, seconds.
+    pub period_secs: f64,
+    /// Intervals between consecutive starts, seconds, in order (at most
+    /// [`MAX_PATTERN_INTERVALS`] are shown).
+    pub intervals_secs: Vec<f64>,
+}
+
+/// What the hidden-session analysis found (absent until that analysis runs).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HiddenAnalysis {
+    pub user_sessions: u64,
+    pub technology_sessions: u64,
+    pub groups: Vec<HiddenGroup>,
+    pub patterns: Vec<PeriodicPattern>,
+}
+
+/// Everything the HTML report needs besides the capture summary; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct ReportData {
+    pub timeline: Timeline,
+    sample: BinaryHeap<Sampled>,
+    sample_cap: usize,
+    /// `None`: the hidden-session analysis did not run (the report says so).
+    pub hidden: Option<HiddenAnalysis>,
+}
+
+impl Default for ReportData {
+    fn default() -> Self {
+        ReportData::new()
+    }
+}
+
+impl ReportData {
+    pub fn new() -> Self {
+        ReportData::with_sample_cap(SAMPLE_ROWS)
+    }
+
+    pub fn with_sample_cap(cap: usize) -> Self {
+        ReportData {
+            timeline: Timeline::default(),
+            sample: BinaryHeap::new(),
+            sample_cap: cap,
+            hidden: None,
+        }
+    }
+
+    /// Counts one finished session and offers it to the sample.
+    pub fn on_session(&mut self, r: &SessionRecord) {
+        let ip_bytes = r.orig_stats.ip_bytes.saturating_add(r.resp_stats.ip_bytes);
+        let bucket = self.timeline.bucket(r.start);
+        if let Some(n) = bucket.sessions.get_mut(proto_slot(r.proto)) {
+            *n = n.saturating_add(1);
+        }
+        bucket.ip_bytes = bucket.ip_bytes.saturating_add(ip_bytes);
+
+        if self.sample_cap == 0 {
+            return;
+        }
+        let hash = uid_hash(r.uid.as_str().as_bytes());
+        if self.sample.len() >= self.sample_cap
+            && self.sample.peek().is_some_and(|top| top.hash <= hash)
+        {
+            return;
+        }
+        self.sample.push(Sampled {
+            hash,
+            row: SampleRow {
+                start: r.start,
+                uid: r.uid.as_str().to_string(),
+                orig_h: r.orig.addr.to_string(),
+                orig_p: r.orig.port,
+                resp_h: r.resp.addr.to_string(),
+                resp_p: r.resp.port,
+                proto: r.proto.as_str(),
+                service: r.service.unwrap_or("").to_string(),
+                duration_nanos: r.duration_nanos(),
+                orig_bytes: r.orig_stats.bytes,
+                resp_bytes: r.resp_stats.bytes,
+                pkts: r.orig_stats.pkts.saturating_add(r.resp_stats.pkts),
+                ip_bytes,
+                conn_state: r.conn_state.as_str(),
+                history: r.history.as_str().to_string(),
+                end_reason: r.end_reason.as_str(),
+            },
+        });
+        if self.sample.len() > self.sample_cap {
+            self.sample.pop();
+        }
+    }
+
+    /// The hidden-session analysis classified the session that started at `start`.
+    pub fn on_session_class(&mut self, start: Timestamp, class: SessionClass) {
+        let bucket = self.timeline.bucket(start);
+        match class {
+            SessionClass::User => bucket.user = bucket.user.saturating_add(1),
+            SessionClass::Technology => bucket.technology = bucket.technology.saturating_add(1),
+        }
+    }
+
+    /// The sampled sessions in start order (then uid).
+    pub fn sample(&self) -> Vec<&SampleRow> {
+        let mut rows: Vec<&SampleRow> = self.sample.iter().map(|s| &s.row).collect();
+        rows.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.uid.cmp(&b.uid)));
+        rows
+    }
+}
+
+/// FNV-1a with a final mix: a fixed hash, so the sample does not change between runs.
+fn uid_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::session::{
+        ConnState, DirectionStats, EndReason, Endpoint, History, ServiceEvidence, Uid,
+    };
+
+    pub(crate) fn record(i: u64, start_secs: i64, proto: Proto) -> SessionRecord {
+        let start = Timestamp::from_secs_nanos(start_secs, 0);
+        let orig = Endpoint {
+            addr: "10.0.0.1".parse().unwrap(),
+            port: (40000 + i % 20000) as u16,
+        };
+        let resp = Endpoint {
+            addr: "192.0.2.53".parse().unwrap(),
+            port: 53,
+        };
+        SessionRecord {
+            uid: Uid::derive(start, proto, orig, resp, 0),
+            start,
+            last: Timestamp::from_secs_nanos(start_secs + 1, 0),
+            orig,
+            resp,
+            proto,
+            ip_proto: 17,
+            orig_stats: DirectionStats {
+                pkts: 1,
+                ip_bytes: 60,
+                bytes: 32,
+            },
+            resp_stats: DirectionStats {
+                pkts: 1,
+                ip_bytes: 100,
+                bytes: 72,
+            },
+            conn_state: ConnState::SF,
+            history: History::default(),
+            missed_bytes: 0,
+            service: Some("dns"),
+            service_evidence: ServiceEvidence::Port,
+            end_reason: EndReason::Inactive,
+            tunnel_depth: 0,
+            related_uid: None,
+            content: None,
+        }
+    }
+
+    #[test]
+    fn timeline_counts_every_session_in_bounded_buckets() {
+        let mut data = ReportData::with_sample_cap(10);
+        // One session per minute over 30 days: 43,200 distinct minutes.
+        let n = 43_200u64;
+        for i in 0..n {
+            data.on_session(&record(i, 1_700_000_000 + i as i64 * 60, Proto::Udp));
+        }
+        let buckets: Vec<_> = data.timeline.buckets().collect();
+        assert!(buckets.len() <= MAX_TIMELINE_BUCKETS);
+        let total: u64 = buckets.iter().map(|(_, b)| b.sessions[1]).sum();
+        assert_eq!(total, n);
+        let bytes: u64 = buckets.iter().map(|(_, b)| b.ip_bytes).sum();
+        assert_eq!(bytes, n * 160);
+        // 30 days (2,592,000 s) in at most 600 epoch-aligned buckets of 2^k seconds: 2^12 s
+        // needs 633 of them, 2^13 s (2 h 16 min) 317, so 2^13 s it is.
+        assert_eq!(data.timeline.bucket_nanos(), 8192 * 1_000_000_000);
+        assert_eq!(buckets.len(), 317);
+        assert_eq!(data.sample().len(), 10);
+    }
+
+    #[test]
+    fn sample_is_the_same_whatever_the_arrival_order() {
+        let mut forward = ReportData::with_sample_cap(50);
+        let mut backward = ReportData::with_sample_cap(50);
+        for i in 0..5_000u64 {
+            forward.on_session(&record(i, 1_000 + i as i64, Proto::Tcp));
+        }
+        for i in (0..5_000u64).rev() {
+            backward.on_session(&record(i, 1_000 + i as i64, Proto::Tcp));
+        }
+        assert_eq!(forward.sample(), backward.sample());
+        let rows = forward.sample();
+        assert_eq!(rows.len(), 50);
+        assert!(rows.windows(2).all(|w| w[0].start <= w[1].start));
+        // Uniform enough: the sample reaches both halves of the capture.
+        assert!(rows.iter().any(|r| r.start.0 < 3_500 * 1_000_000_000));
+        assert!(rows.iter().any(|r| r.start.0 >= 3_500 * 1_000_000_000));
+    }
+
+    #[test]
+    fn classes_go_to_their_bucket() {
+        let mut data = ReportData::new();
+        data.on_session(&record(1, 100, Proto::Tcp));
+        data.on_session_class(Timestamp::from_secs_nanos(100, 0), SessionClass::User);
+        data.on_session_class(Timestamp::from_secs_nanos(100, 5), SessionClass::Technology);
+        let (start, bucket) = data.timeline.buckets().next().unwrap();
+        assert_eq!(start, Timestamp::from_secs_nanos(100, 0));
+        assert_eq!((bucket.user, bucket.technology), (1, 1));
+    }
+}
