@@ -2,6 +2,9 @@
 //! prints errors once at the top, and maps outcomes to documented exit codes.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sessionscope::analysis::hidden::{
+    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, SessionFacts,
+};
 use sessionscope::config::{ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
 use sessionscope::report;
@@ -79,6 +82,20 @@ struct AnalyzeArgs {
     /// union of `zeek` (Zeek's default set), `tunnels`, `none`, `tcp/PORT`, `udp/PORT`.
     #[arg(long, default_value = "zeek", value_name = "LIST")]
     server_ports: String,
+    /// Our hosts (CIDR, repeatable or comma-separated): hidden patterns are reported for
+    /// originators inside these ranges, and their broadcast addresses count as broadcast.
+    #[arg(long = "local-net", value_name = "CIDR", value_delimiter = ',')]
+    local_net: Vec<String>,
+    /// Hidden patterns scoring below this (0..1) are left out of hidden.csv and the summary.
+    #[arg(long, default_value_t = 0.0, value_name = "SCORE")]
+    min_score: f64,
+    /// Hidden patterns with fewer sessions are left out of hidden.csv and the summary.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    min_count: u64,
+    /// Known-good patterns, shown apart: lines of `HOST DESTINATION [PORT]` (`*` for any;
+    /// DESTINATION an address, CIDR range or server name); `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    allow_list: Option<PathBuf>,
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -128,6 +145,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         server_ports: ServerPorts::parse(&args.server_ports)
             .map_err(|e| usage(format!("--server-ports: {e}")))?,
     };
+    let hidden_options = hidden_options(&args).map_err(usage)?;
     let options = AnalyzeOptions {
         inputs: args.inputs,
         tracker,
@@ -152,18 +170,34 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         None => None,
     };
     let mut output_error: Option<String> = None;
+    let mut hidden = HiddenAnalyzer::new(hidden_options);
+    let mut tag = Vec::new();
     let outcome = pipeline::analyze(&options, &mut |record| {
+        tag.clear();
+        hidden.observe(&SessionFacts::from_record(record), &mut tag);
         if let Some(writer) = csv.as_mut()
             && output_error.is_none()
-            && let Err(e) = writer.write(record)
+            && let Err(e) = writer.write_tagged(record, &tag)
         {
             output_error = Some(e.to_string());
         }
     });
-    if let Some(writer) = csv.take()
-        && let Err(e) = writer.finish()
+    let hidden = hidden.finish();
+    if let Some(writer) = csv.take() {
+        let mut labeller = hidden.labeller();
+        let result = writer.finish_labelled(&mut |tag| {
+            let label = labeller.label(tag);
+            (label.initiator.as_str().to_string(), label.reason)
+        });
+        if let Err(e) = result {
+            output_error.get_or_insert(e.to_string());
+        }
+    }
+    if let Some(dir) = &args.out
+        && output_error.is_none()
+        && let Err(e) = report::hidden_csv::write(dir, &hidden)
     {
-        output_error.get_or_insert(e.to_string());
+        output_error = Some(format!("hidden.csv: {e}"));
     }
 
     let color = match args.color {
@@ -175,10 +209,9 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     };
     let width = terminal_width();
-    let text = report::terminal::render(
-        &outcome.summary,
-        &report::terminal::TerminalOptions { width, color },
-    );
+    let terminal = report::terminal::TerminalOptions { width, color };
+    let mut text = report::terminal::render(&outcome.summary, &terminal);
+    text.push_str(&report::terminal::render_hidden(&hidden, &terminal));
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = stdout.write_all(text.as_bytes());
@@ -195,13 +228,42 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             .unwrap_or_default();
         return Err((
             exit::OUTPUT_ERROR,
-            format!("{dir}: writing sessions.csv failed: {error}"),
+            format!("{dir}: writing the output failed: {error}"),
         ));
     }
     if !outcome.input_errors.is_empty() {
         return Ok(exit::INPUT_ERROR);
     }
     Ok(exit::OK)
+}
+
+/// The hidden-session options, checked.
+fn hidden_options(args: &AnalyzeArgs) -> Result<HiddenOptions, String> {
+    let local_nets = args
+        .local_net
+        .iter()
+        .map(|n| Cidr::parse(n).map_err(|e| format!("--local-net: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(0.0..=1.0).contains(&args.min_score) {
+        return Err(format!(
+            "--min-score must be between 0 and 1, got {}",
+            args.min_score
+        ));
+    }
+    let allow_list = match &args.allow_list {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--allow-list {}: {e}", path.display()))?;
+            AllowList::parse(&text).map_err(|e| format!("--allow-list {}: {e}", path.display()))?
+        }
+        None => AllowList::default(),
+    };
+    Ok(HiddenOptions {
+        local_nets,
+        min_score: args.min_score,
+        min_sessions: args.min_count,
+        allow_list,
+    })
 }
 
 /// The terminal's width in columns, from $COLUMNS when set, else 100.

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const HEADER: &str = "ts,uid,community_id,orig_h,orig_p,resp_h,resp_p,proto,service,duration,\
 orig_bytes,resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,resp_pkts,\
-resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid";
+resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid,initiator,\
+initiator_reason";
 
 const ALL_CAPTURES: [&str; 9] = [
     "tcp-handshake-close.pcap",

@@ -3,9 +3,12 @@
 //! Owns the column set (see docs/sessions-csv.md), formatting a [`SessionRecord`] into a CSV
 //! row with the `csv` crate (so hostile text such as service names or history strings is
 //! quoted, never breaks a row), and handing rows to [`StartOrderBuffer`] so the file lists
-//! sessions by (start, uid) although they finish in end order. Promises: the header line is
-//! written when the file is created, rows only on [`SessionCsvWriter::finish`]; memory is
-//! bounded by [`CsvOptions::max_rows_in_memory`]; formatting a row allocates nothing per row.
+//! sessions by (start, uid) although they finish in end order. The last two columns
+//! (`initiator`, `initiator_reason`) can only be decided once the whole capture is known: a row
+//! is stored with an opaque tag ([`SessionCsvWriter::write_tagged`]) and those columns are
+//! formatted from it when rows are written ([`SessionCsvWriter::finish_labelled`], called in start
+//! order). Promises: the header line is written when the file is created, rows only on finish;
+//! memory is bounded by [`CsvOptions::max_rows_in_memory`] (tags included).
 
 use super::community_id::CommunityIdHasher;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
@@ -19,7 +22,7 @@ use std::path::{Path, PathBuf};
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
 
 /// The header, in column order.
-pub const SESSIONS_CSV_COLUMNS: [&str; 24] = [
+pub const SESSIONS_CSV_COLUMNS: [&str; 26] = [
     "ts",
     "uid",
     "community_id",
@@ -44,6 +47,8 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 24] = [
     "end_reason",
     "tunnel_depth",
     "related_uid",
+    "initiator",
+    "initiator_reason",
 ];
 
 /// Staged rows are copied out after each row; the staging vector restarts past this size.
@@ -90,6 +95,8 @@ pub struct SessionCsvWriter {
     order: StartOrderBuffer,
     staging: csv::Writer<Vec<u8>>,
     staged_len: usize,
+    /// The row as it is stored: tag length, tag, formatted columns.
+    stored: Vec<u8>,
     hasher: CommunityIdHasher,
     field: FieldBuf,
 }
@@ -114,6 +121,7 @@ impl SessionCsvWriter {
             file,
             staging: new_staging(),
             staged_len: 0,
+            stored: Vec::new(),
             hasher: CommunityIdHasher::new(options.community_id_seed),
             field: FieldBuf::default(),
         })
@@ -123,15 +131,22 @@ impl SessionCsvWriter {
         &self.path
     }
 
-    /// Formats one finished session and queues it for start-order output.
+    /// Formats one finished session and queues it for start-order output (no label tag).
     pub fn write(&mut self, record: &SessionRecord) -> Result<(), CsvError> {
-        self.write_with_history(record, record.history.as_str())
+        self.write_tagged(record, &[])
+    }
+
+    /// Like [`SessionCsvWriter::write`], keeping `tag` (at most 64 KiB) with the row for the
+    /// labeller given to [`SessionCsvWriter::finish_labelled`].
+    pub fn write_tagged(&mut self, record: &SessionRecord, tag: &[u8]) -> Result<(), CsvError> {
+        self.write_with_history(record, record.history.as_str(), tag)
     }
 
     fn write_with_history(
         &mut self,
         record: &SessionRecord,
         history: &str,
+        tag: &[u8],
     ) -> Result<(), CsvError> {
         if self.staged_len > STAGING_RESET_BYTES {
             self.staging = new_staging();
@@ -145,11 +160,22 @@ impl SessionCsvWriter {
         let staged = self.staging.get_ref();
         let row = staged.get(self.staged_len..).unwrap_or(&[]);
         self.staged_len = staged.len();
+        // Stored row: tag length (u16 LE), tag, then the formatted columns.
+        let tag = tag
+            .get(..tag.len().min(usize::from(u16::MAX)))
+            .unwrap_or(&[]);
+        self.stored.clear();
+        self.stored
+            .extend_from_slice(&(tag.len() as u16).to_le_bytes());
+        self.stored.extend_from_slice(tag);
+        self.stored.extend_from_slice(row);
         let key = RowKey::new(record.start, record.uid.as_str());
-        self.order.push(key, row).map_err(|source| CsvError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.order
+            .push(key, &self.stored)
+            .map_err(|source| CsvError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     fn format_row(&mut self, r: &SessionRecord, history: &str) -> Result<(), csv::Error> {
@@ -185,21 +211,82 @@ impl SessionCsvWriter {
         w.write_record(None::<&[u8]>)
     }
 
-    /// Writes every queued row in start order, flushes the file and removes temporary runs.
-    pub fn finish(mut self) -> Result<CsvStats, CsvError> {
-        let path = self.path.clone();
+    /// Writes every queued row in start order (empty label columns), flushes the file and
+    /// removes temporary runs.
+    pub fn finish(self) -> Result<CsvStats, CsvError> {
+        self.finish_labelled(&mut |_| (String::new(), String::new()))
+    }
+
+    /// Like [`SessionCsvWriter::finish`]; `label` turns each row's tag into its `initiator` and
+    /// `initiator_reason`, and is called in start order.
+    pub fn finish_labelled(
+        self,
+        label: &mut dyn FnMut(&[u8]) -> (String, String),
+    ) -> Result<CsvStats, CsvError> {
+        let SessionCsvWriter {
+            path,
+            mut file,
+            order,
+            ..
+        } = self;
         let io_err = |source| CsvError::Io {
             path: path.clone(),
             source,
         };
-        let OrderStats { rows, runs_spilled } =
-            self.order.finish(&mut self.file).map_err(io_err)?;
-        self.file.flush().map_err(io_err)?;
+        let mut line = Vec::new();
+        let emit = &mut |stored: &[u8]| -> io::Result<()> {
+            let (tag, row) = split_stored(stored);
+            let row = row.strip_suffix(b"\n").unwrap_or(row);
+            let (initiator, reason) = label(tag);
+            line.clear();
+            line.extend_from_slice(row);
+            line.push(b',');
+            push_field(&mut line, &initiator);
+            line.push(b',');
+            push_field(&mut line, &reason);
+            line.push(b'\n');
+            file.write_all(&line)
+        };
+        let OrderStats { rows, runs_spilled } = order.finish_each(emit).map_err(io_err)?;
+        file.flush().map_err(io_err)?;
         Ok(CsvStats {
-            path: self.path,
+            path,
             rows,
             runs_spilled,
         })
+    }
+}
+
+/// Appends `field`, quoted as the csv crate quotes (only when it holds a comma, a quote or a
+/// line break; quotes doubled).
+fn push_field(out: &mut Vec<u8>, field: &str) {
+    if field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        out.push(b'"');
+        for b in field.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field.as_bytes());
+    }
+}
+
+/// A stored row's tag and formatted columns.
+fn split_stored(stored: &[u8]) -> (&[u8], &[u8]) {
+    let len = match stored {
+        [a, b, ..] => usize::from(u16::from_le_bytes([*a, *b])),
+        _ => return (&[], stored),
+    };
+    let rest = stored.get(2..).unwrap_or(&[]);
+    match (rest.get(..len), rest.get(len..)) {
+        (Some(tag), Some(row)) => (tag, row),
+        _ => (&[], rest),
     }
 }
 
@@ -342,7 +429,8 @@ mod tests {
             text.lines().next().unwrap(),
             "ts,uid,community_id,orig_h,orig_p,resp_h,resp_p,proto,service,duration,orig_bytes,\
              resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,resp_pkts,\
-             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid"
+             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid,\
+             initiator,initiator_reason"
         );
         let (_, rows) = read_rows(&stats.path);
         let r = &rows[0];
@@ -414,7 +502,7 @@ mod tests {
         let hostile_history = "Sh\n\"A,d\"\rF";
         let mut r = http_get();
         r.service = Some(hostile_service);
-        w.write_with_history(&r, hostile_history).unwrap();
+        w.write_with_history(&r, hostile_history, b"").unwrap();
         w.write(&http_get()).unwrap();
         let path = w.finish().unwrap().path;
         let (header, rows) = read_rows(&path);
@@ -456,6 +544,52 @@ mod tests {
         assert_eq!(rows[0]["duration"], "0.100000");
         // Only sessions.csv is left in the directory.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn labels_come_from_each_rows_tag_in_start_order() {
+        let dir = temp_dir("labels");
+        let options = CsvOptions {
+            max_rows_in_memory: 2,
+            ..CsvOptions::default()
+        };
+        let mut w = SessionCsvWriter::create(&dir, &options).unwrap();
+        for i in (0..5u8).rev() {
+            let mut r = http_get();
+            r.start = Timestamp(1_000_000_000 + i64::from(i));
+            w.write_tagged(&r, &[i, 0xff, b'\n']).unwrap();
+        }
+        let mut seen = Vec::new();
+        let path = w
+            .finish_labelled(&mut |tag| {
+                seen.push(tag.to_vec());
+                let who = if tag[0] % 2 == 0 {
+                    "user"
+                } else {
+                    "technology"
+                };
+                (
+                    who.to_string(),
+                    format!("tag {}, with \"quotes\", commas", tag[0]),
+                )
+            })
+            .unwrap()
+            .path;
+        let expected_tags: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i, 0xff, b'\n']).collect();
+        assert_eq!(seen, expected_tags);
+        let (header, rows) = read_rows(&path);
+        assert_eq!(header.len(), 26);
+        for (i, row) in rows.iter().enumerate() {
+            let who = if i % 2 == 0 { "user" } else { "technology" };
+            assert_eq!(row["initiator"], who);
+            assert_eq!(
+                row["initiator_reason"],
+                format!("tag {i}, with \"quotes\", commas")
+            );
+            assert_eq!(row["related_uid"], "");
+            assert_eq!(row["service"], "http");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

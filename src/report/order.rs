@@ -137,7 +137,15 @@ impl StartOrderBuffer {
     }
 
     /// Writes every row, in key order, to `out` and removes the temporary files.
-    pub fn finish(mut self, out: &mut dyn Write) -> io::Result<OrderStats> {
+    pub fn finish(self, out: &mut dyn Write) -> io::Result<OrderStats> {
+        self.finish_each(&mut |row| out.write_all(row))
+    }
+
+    /// Like [`StartOrderBuffer::finish`], handing each row to `emit` in order instead.
+    pub fn finish_each(
+        mut self,
+        emit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<OrderStats> {
         self.sort_in_memory();
         let mut sources: Vec<Box<dyn RowSource + '_>> = Vec::with_capacity(self.runs.len() + 1);
         for path in &self.runs {
@@ -148,7 +156,7 @@ impl StartOrderBuffer {
             entries: &self.entries,
             next: 0,
         }));
-        merge(sources, &mut |_, row| out.write_all(row))?;
+        merge(sources, &mut |_, row| emit(row))?;
         self.remove_runs();
         Ok(OrderStats {
             rows: self.rows_total,
