@@ -1000,6 +1000,55 @@ mod tests {
     }
 
     #[test]
+    fn hidden_section_lists_beacons_first_per_host_within_the_width() {
+        use crate::analysis::hidden::{HiddenAnalyzer, HiddenOptions, SessionFacts};
+        let mut analyzer = HiddenAnalyzer::new(HiddenOptions::default());
+        let mut tag = Vec::new();
+        let mut observe = |start_s: i64, resp: &str, port: u16, proto: Proto, ip_proto: u8| {
+            let mut r = session("10.0.0.5", resp, proto, ConnState::SF, None);
+            r.start = Timestamp(start_s * 1_000_000_000);
+            r.last = r.start;
+            r.resp.port = port;
+            r.ip_proto = ip_proto;
+            tag.clear();
+            analyzer.observe(&SessionFacts::from_record(&r), &mut tag);
+        };
+        for i in 0..20 {
+            observe(1000 + i * 60, "203.0.113.9", 8443, Proto::Tcp, 6);
+        }
+        observe(1000, "10.0.0.53", 53, Proto::Udp, 17);
+        let report = analyzer.finish();
+        for width in [40, 100] {
+            let text = render_hidden(
+                &report,
+                &TerminalOptions {
+                    width,
+                    color: false,
+                },
+            );
+            for line in text.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}");
+            }
+            assert!(text.contains("Hidden sessions"));
+            assert!(text.contains("Host 10.0.0.5: 2 patterns"), "{text}");
+            let beacon = text.find("beacon").unwrap();
+            let dns = text.find("name lookup").unwrap();
+            assert!(beacon < dns, "{text}");
+        }
+        let wide = render_hidden(
+            &report,
+            &TerminalOptions {
+                width: 200,
+                color: false,
+            },
+        );
+        assert!(
+            wide.contains("periodic: 20 sessions every 60.0 s, jitter 0%"),
+            "{wide}"
+        );
+    }
+
+    #[test]
     fn colour_only_when_asked_and_width_still_holds() {
         let text = render(
             &sample(),
