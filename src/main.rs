@@ -2,6 +2,9 @@
 //! prints errors once at the top, and maps outcomes to documented exit codes.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sessionscope::analysis::hidden::{
+    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, SessionFacts,
+};
 use sessionscope::config::{FragmentConfig, ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
 use sessionscope::report;
@@ -68,6 +71,20 @@ struct AnalyzeArgs {
     /// stream is truncated (bytes skipped, and said so).
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     stream_memory: usize,
+    /// Our hosts (CIDR, repeatable or comma-separated): hidden patterns are reported for
+    /// originators inside these ranges, and their broadcast addresses count as broadcast.
+    #[arg(long = "local-net", value_name = "CIDR", value_delimiter = ',')]
+    local_net: Vec<String>,
+    /// Hidden patterns scoring below this (0..1) are left out of hidden.csv and the summary.
+    #[arg(long, default_value_t = 0.0, value_name = "SCORE")]
+    min_score: f64,
+    /// Hidden patterns with fewer sessions are left out of hidden.csv and the summary.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    min_count: u64,
+    /// Known-good patterns, shown apart: lines of `HOST DESTINATION [PORT]` (`*` for any;
+    /// DESTINATION an address, CIDR range or server name); `#` starts a comment.
+    #[arg(long, value_name = "FILE")]
+    allow_list: Option<PathBuf>,
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -208,6 +225,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }),
         None => None,
     };
+    let hidden_options = hidden_options(&args).map_err(|e| (2u8, e))?;
     let options = AnalyzeOptions {
         inputs: args.inputs,
         tracker,
@@ -249,21 +267,54 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     };
     let mut output_error: Option<String> = None;
     let mut report_data = args.out.as_ref().map(|_| report::ReportData::new());
+    let mut hidden = HiddenAnalyzer::new(hidden_options);
+    let mut tag = Vec::new();
+    let mut answers: Vec<std::net::IpAddr> = Vec::new();
     let outcome = pipeline::analyze(&options, &mut |record| {
         if let Some(data) = report_data.as_mut() {
             data.on_session(record);
         }
+        tag.clear();
+        let mut facts = SessionFacts::from_record(record);
+        answers.clear();
+        if let Some(content) = record.content.as_deref() {
+            if content.dns_query.is_some() {
+                facts.dns_query = content.dns_query.as_deref();
+                answers.extend(
+                    content
+                        .dns_answers
+                        .iter()
+                        .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
+                );
+            } else {
+                facts.server_name = content.server_name.as_deref();
+            }
+        }
+        facts.dns_answers = &answers;
+        hidden.observe(&facts, &mut tag);
         if let Some(writer) = csv.as_mut()
             && output_error.is_none()
-            && let Err(e) = writer.write(record)
+            && let Err(e) = writer.write_tagged(record, &tag)
         {
             output_error = Some(e.to_string());
         }
     });
-    if let Some(writer) = csv.take()
-        && let Err(e) = writer.finish()
+    let hidden = hidden.finish();
+    if let Some(writer) = csv.take() {
+        let mut labeller = hidden.labeller();
+        let result = writer.finish_labelled(&mut |tag| {
+            let label = labeller.label(tag);
+            (label.initiator.as_str().to_string(), label.reason)
+        });
+        if let Err(e) = result {
+            output_error.get_or_insert(e.to_string());
+        }
+    }
+    if let Some(dir) = &args.out
+        && output_error.is_none()
+        && let Err(e) = report::hidden_csv::write(dir, &hidden)
     {
-        output_error.get_or_insert(e.to_string());
+        output_error = Some(format!("hidden.csv: {e}"));
     }
     if let (Some(dir), Some(data)) = (&args.out, &report_data)
         && let Err(e) = report::html::write_report(dir, &outcome.summary, data)
@@ -280,7 +331,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             format!("{}: writing streams failed: {e}", dir.unwrap_or_default())
         });
 
-    print_summary(&outcome.summary, args.color);
+    print_summary(&outcome.summary, args.color, Some(&hidden));
 
     for error in &outcome.input_errors {
         eprintln!("sessionscope: {}", printable(error));
@@ -306,7 +357,11 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
 }
 
 /// Renders the summary to stdout.
-fn print_summary(summary: &sessionscope::analysis::CaptureSummary, color: ColorChoice) {
+fn print_summary(
+    summary: &sessionscope::analysis::CaptureSummary,
+    color: ColorChoice,
+    hidden: Option<&sessionscope::analysis::hidden::HiddenReport>,
+) {
     let color = match color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -316,12 +371,44 @@ fn print_summary(summary: &sessionscope::analysis::CaptureSummary, color: ColorC
         }
     };
     let width = terminal_width();
-    let text =
-        report::terminal::render(summary, &report::terminal::TerminalOptions { width, color });
+    let terminal = report::terminal::TerminalOptions { width, color };
+    let mut text = report::terminal::render(summary, &terminal);
+    if let Some(hidden) = hidden {
+        text.push_str(&report::terminal::render_hidden(hidden, &terminal));
+    }
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// The hidden-session options, checked.
+fn hidden_options(args: &AnalyzeArgs) -> Result<HiddenOptions, String> {
+    let local_nets = args
+        .local_net
+        .iter()
+        .map(|n| Cidr::parse(n).map_err(|e| format!("--local-net: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !(0.0..=1.0).contains(&args.min_score) {
+        return Err(format!(
+            "--min-score must be between 0 and 1, got {}",
+            args.min_score
+        ));
+    }
+    let allow_list = match &args.allow_list {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--allow-list {}: {e}", path.display()))?;
+            AllowList::parse(&text).map_err(|e| format!("--allow-list {}: {e}", path.display()))?
+        }
+        None => AllowList::default(),
+    };
+    Ok(HiddenOptions {
+        local_nets,
+        min_score: args.min_score,
+        min_sessions: args.min_count,
+        allow_list,
+    })
 }
 
 /// The summary's width in columns: $COLUMNS when set, else the terminal's own width when

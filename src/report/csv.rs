@@ -16,6 +16,7 @@ use super::export::{ExportFormat, RowSink, SessionRow};
 use super::jsonl::JsonlWriter;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
 use super::parquet::ParquetWriter;
+use crate::classify::ContentInfo;
 use crate::session::SessionRecord;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
 
 /// The header, in column order.
-pub const SESSIONS_CSV_COLUMNS: [&str; 24] = [
+pub const SESSIONS_CSV_COLUMNS: [&str; 49] = [
     "ts",
     "uid",
     "community_id",
@@ -51,7 +52,36 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 24] = [
     "end_reason",
     "tunnel_depth",
     "related_uid",
+    "server_name",
+    "tls_version",
+    "tls_alpn",
+    "ja4",
+    "http_method",
+    "http_host",
+    "http_uri",
+    "http_user_agent",
+    "http_status",
+    "dns_query",
+    "dns_qtype",
+    "dns_rcode",
+    "dns_answers",
+    "netbios_name",
+    "ssh_client",
+    "ssh_server",
+    "banner",
+    "quic_version",
+    "dhcp_hostname",
+    "dhcp_vendor_class",
+    "ntp_version",
+    "ntp_mode",
+    "ssdp_target",
+    "initiator",
+    "initiator_reason",
 ];
+
+/// The last columns, decided only once the whole capture is known (hidden-session analysis);
+/// rows are stored without them and they are appended when rows are written in start order.
+pub const LABEL_COLUMNS: usize = 2;
 
 /// Staged rows are copied out after each row; the staging vector restarts past this size.
 const STAGING_RESET_BYTES: usize = 1 << 20;
@@ -109,6 +139,8 @@ pub struct SessionCsvWriter {
     sinks: Vec<Box<dyn RowSink>>,
     order: StartOrderBuffer,
     rows: RowFormatter,
+    /// The row as it is stored: tag length (u16 LE), tag, formatted columns.
+    stored: Vec<u8>,
 }
 
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
@@ -141,21 +173,23 @@ impl RowFormatter {
         Ok(header.get_ref().clone())
     }
 
-    /// One session as a complete CSV line ending in `\n`, valid until the next call.
+    /// One session as a complete CSV line ending in `\n`, valid until the next call. The
+    /// label columns are left empty (streaming writers cannot wait for the whole capture).
     pub fn row(&mut self, record: &SessionRecord) -> Result<&[u8], csv::Error> {
-        self.row_with_history(record, record.history.as_str())
+        self.row_with_history(record, record.history.as_str(), true)
     }
 
     fn row_with_history(
         &mut self,
         record: &SessionRecord,
         history: &str,
+        empty_labels: bool,
     ) -> Result<&[u8], csv::Error> {
         if self.staged_len > STAGING_RESET_BYTES {
             self.staging = new_staging();
             self.staged_len = 0;
         }
-        self.format_row(record, history)?;
+        self.format_row(record, history, empty_labels)?;
         self.staging.flush()?;
         self.row_start = self.staged_len;
         self.staged_len = self.staging.get_ref().len();
@@ -170,7 +204,12 @@ impl RowFormatter {
             .unwrap_or(&[])
     }
 
-    fn format_row(&mut self, r: &SessionRecord, history: &str) -> Result<(), csv::Error> {
+    fn format_row(
+        &mut self,
+        r: &SessionRecord,
+        history: &str,
+        empty_labels: bool,
+    ) -> Result<(), csv::Error> {
         let w = &mut self.staging;
         let f = &mut self.field;
         w.write_field(f.show(format_args!("{}", r.start)))?;
@@ -200,6 +239,12 @@ impl RowFormatter {
         w.write_field(r.end_reason.as_str())?;
         w.write_field(f.show(format_args!("{}", r.tunnel_depth)))?;
         w.write_field(r.related_uid.as_ref().map_or("", |uid| uid.as_str()))?;
+        write_content_fields(w, f, r.content.as_deref())?;
+        if empty_labels {
+            for _ in 0..LABEL_COLUMNS {
+                w.write_field("")?;
+            }
+        }
         w.write_record(None::<&[u8]>)
     }
 }
@@ -246,6 +291,7 @@ impl SessionCsvWriter {
             file,
             sinks,
             rows: RowFormatter::new(options.community_id_seed),
+            stored: Vec::new(),
         })
     }
 
@@ -253,27 +299,53 @@ impl SessionCsvWriter {
         &self.path
     }
 
-    /// Formats one finished session and queues it for start-order output.
+    /// Formats one finished session and queues it for start-order output (no label tag).
     pub fn write(&mut self, record: &SessionRecord) -> Result<(), CsvError> {
-        self.write_with_history(record, record.history.as_str())
+        self.write_tagged(record, &[])
+    }
+
+    /// Like [`SessionCsvWriter::write`], keeping `tag` (at most 64 KiB) with the row for the
+    /// labeller given to [`SessionCsvWriter::finish_labelled`].
+    pub fn write_tagged(&mut self, record: &SessionRecord, tag: &[u8]) -> Result<(), CsvError> {
+        self.write_with_history(record, record.history.as_str(), tag)
     }
 
     fn write_with_history(
         &mut self,
         record: &SessionRecord,
         history: &str,
+        tag: &[u8],
     ) -> Result<(), CsvError> {
-        let row = self.rows.row_with_history(record, history)?;
+        let row = self.rows.row_with_history(record, history, false)?;
+        let tag = tag
+            .get(..tag.len().min(usize::from(u16::MAX)))
+            .unwrap_or(&[]);
+        self.stored.clear();
+        self.stored
+            .extend_from_slice(&(tag.len() as u16).to_le_bytes());
+        self.stored.extend_from_slice(tag);
+        self.stored.extend_from_slice(row);
         let key = RowKey::new(record.start, record.uid.as_str());
-        self.order.push(key, row).map_err(|source| CsvError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.order
+            .push(key, &self.stored)
+            .map_err(|source| CsvError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
-    /// Writes every queued row in start order to every format, completes the files and
-    /// removes temporary runs.
+    /// Writes every queued row in start order to every format (empty label columns),
+    /// completes the files and removes temporary runs.
     pub fn finish(self) -> Result<CsvStats, CsvError> {
+        self.finish_labelled(&mut |_| (String::new(), String::new()))
+    }
+
+    /// Like [`SessionCsvWriter::finish`]; `label` turns each row's tag into its `initiator` and
+    /// `initiator_reason`, and is called in start order.
+    pub fn finish_labelled(
+        self,
+        label: &mut dyn FnMut(&[u8]) -> (String, String),
+    ) -> Result<CsvStats, CsvError> {
         let SessionCsvWriter {
             path,
             mut file,
@@ -283,7 +355,18 @@ impl SessionCsvWriter {
         } = self;
         let mut record = csv::StringRecord::new();
         let mut reader_buf = Vec::new();
-        let mut each = |row: &[u8]| -> io::Result<()> {
+        let mut line = Vec::new();
+        let mut each = |stored: &[u8]| -> io::Result<()> {
+            let (tag, row) = split_stored(stored);
+            let (initiator, reason) = label(tag);
+            line.clear();
+            line.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
+            line.push(b',');
+            push_field(&mut line, &initiator);
+            line.push(b',');
+            push_field(&mut line, &reason);
+            line.push(b'\n');
+            let row = line.as_slice();
             if let Some(file) = file.as_mut() {
                 file.write_all(row)?;
             }
@@ -324,6 +407,90 @@ impl SessionCsvWriter {
             rows,
             runs_spilled,
         })
+    }
+}
+
+/// The content columns (empty when the bytes were not recognised), in column order.
+fn write_content_fields(
+    w: &mut csv::Writer<Vec<u8>>,
+    f: &mut FieldBuf,
+    c: Option<&ContentInfo>,
+) -> Result<(), csv::Error> {
+    let Some(c) = c else {
+        for _ in 0..CONTENT_COLUMNS {
+            w.write_field("")?;
+        }
+        return Ok(());
+    };
+    w.write_field(text(&c.server_name))?;
+    w.write_field(c.tls_version.unwrap_or(""))?;
+    w.write_field(text(&c.tls_alpn))?;
+    w.write_field(text(&c.ja4))?;
+    w.write_field(text(&c.http_method))?;
+    w.write_field(text(&c.http_host))?;
+    w.write_field(text(&c.http_uri))?;
+    w.write_field(text(&c.http_user_agent))?;
+    match c.http_status {
+        Some(status) => w.write_field(f.show(format_args!("{status}")))?,
+        None => w.write_field("")?,
+    }
+    w.write_field(text(&c.dns_query))?;
+    w.write_field(text(&c.dns_qtype))?;
+    w.write_field(c.dns_rcode.unwrap_or(""))?;
+    w.write_field(c.dns_answers.join(" "))?;
+    w.write_field(text(&c.netbios_name))?;
+    w.write_field(text(&c.ssh_client))?;
+    w.write_field(text(&c.ssh_server))?;
+    w.write_field(text(&c.banner))?;
+    w.write_field(text(&c.quic_version))?;
+    w.write_field(text(&c.dhcp_hostname))?;
+    w.write_field(text(&c.dhcp_vendor_class))?;
+    match c.ntp_version {
+        Some(version) => w.write_field(f.show(format_args!("{version}")))?,
+        None => w.write_field("")?,
+    }
+    w.write_field(c.ntp_mode.unwrap_or(""))?;
+    w.write_field(text(&c.ssdp_target))?;
+    Ok(())
+}
+
+fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
+}
+
+/// How many content columns [`write_content_fields`] writes.
+const CONTENT_COLUMNS: usize = 23;
+
+/// Appends `field`, quoted as the csv crate quotes (only when it holds a comma, a quote or a
+/// line break; quotes doubled).
+fn push_field(out: &mut Vec<u8>, field: &str) {
+    if field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        out.push(b'"');
+        for b in field.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(field.as_bytes());
+    }
+}
+
+/// A stored row's tag and formatted columns.
+fn split_stored(stored: &[u8]) -> (&[u8], &[u8]) {
+    let len = match stored {
+        [a, b, ..] => usize::from(u16::from_le_bytes([*a, *b])),
+        _ => return (&[], stored),
+    };
+    let rest = stored.get(2..).unwrap_or(&[]);
+    match (rest.get(..len), rest.get(len..)) {
+        (Some(tag), Some(row)) => (tag, row),
+        _ => (&[], rest),
     }
 }
 
@@ -467,7 +634,11 @@ mod tests {
             text.lines().next().unwrap(),
             "ts,uid,community_id,orig_h,orig_p,resp_h,resp_p,proto,service,duration,orig_bytes,\
              resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,resp_pkts,\
-             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid"
+             resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid,\
+             server_name,tls_version,tls_alpn,ja4,http_method,http_host,http_uri,http_user_agent,\
+             http_status,dns_query,dns_qtype,dns_rcode,dns_answers,netbios_name,ssh_client,\
+             ssh_server,banner,quic_version,dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,\
+             ssdp_target,initiator,initiator_reason"
         );
         let (_, rows) = read_rows(&stats.path);
         let r = &rows[0];
@@ -539,7 +710,7 @@ mod tests {
         let hostile_history = "Sh\n\"A,d\"\rF";
         let mut r = http_get();
         r.service = Some(hostile_service);
-        w.write_with_history(&r, hostile_history).unwrap();
+        w.write_with_history(&r, hostile_history, b"").unwrap();
         w.write(&http_get()).unwrap();
         let path = w.finish().unwrap().path;
         let (header, rows) = read_rows(&path);

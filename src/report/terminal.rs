@@ -8,6 +8,7 @@
 //! [`TerminalOptions::color`] is set, and text from inputs (file names, error messages) has
 //! its control characters replaced so it cannot drive the terminal.
 
+use crate::analysis::hidden::{HiddenPattern, HiddenReport, PatternKind};
 use crate::analysis::{CaptureSummary, END_REASONS, Traffic};
 use crate::capture::{LinkType, Timestamp};
 use crate::decode::SkipReason;
@@ -628,6 +629,136 @@ fn errors_section(out: &mut Out, s: &CaptureSummary) {
 }
 
 /// Cuts `text` to `width` visible characters (ANSI colour sequences do not count).
+/// Hosts shown in the "Hidden sessions" section, and patterns per host.
+const HIDDEN_HOSTS: usize = 20;
+const HIDDEN_PATTERNS_PER_HOST: usize = 8;
+
+/// Renders the "Hidden sessions" section: per host, its hidden patterns (beacons first, then by
+/// score), with the allow-listed ones apart. Same width and colour promises as [`render`].
+pub fn render_hidden(report: &HiddenReport, opts: &TerminalOptions) -> String {
+    let mut out = Out {
+        lines: Vec::new(),
+        opts: *opts,
+    };
+    hidden_section(&mut out, report);
+    let mut text = String::new();
+    for line in &out.lines {
+        text.push_str(&fit(line, opts.width));
+        text.push('\n');
+    }
+    text
+}
+
+fn hidden_section(out: &mut Out, report: &HiddenReport) {
+    out.lines.push(String::new());
+    out.heading("Hidden sessions");
+    let shown: Vec<&HiddenPattern> = report.shown().collect();
+    let (allowed, flagged): (Vec<&HiddenPattern>, Vec<&HiddenPattern>) =
+        shown.iter().partition(|p| p.allowed);
+    let beacons = flagged
+        .iter()
+        .filter(|p| p.kind == PatternKind::Beacon)
+        .count();
+    out.field(
+        "Patterns",
+        &format!(
+            "{}  ({} beacon-like, {} allow-listed)",
+            count(shown.len() as u64),
+            count(beacons as u64),
+            count(allowed.len() as u64)
+        ),
+        if beacons > 0 {
+            Style::Warn
+        } else {
+            Style::Plain
+        },
+    );
+    if report.sessions_untracked > 0 {
+        out.field(
+            "Untracked",
+            &format!(
+                "{} sessions beyond the pattern table's cap (labelled per session only)",
+                count(report.sessions_untracked)
+            ),
+            Style::Warn,
+        );
+    }
+    // Hosts in the order of their first (most important) pattern.
+    let mut hosts: Vec<std::net::IpAddr> = Vec::new();
+    for p in &flagged {
+        if !hosts.contains(&p.host) {
+            hosts.push(p.host);
+        }
+    }
+    for host in hosts.iter().take(HIDDEN_HOSTS) {
+        let mine: Vec<&&HiddenPattern> = flagged.iter().filter(|p| p.host == *host).collect();
+        out.line(format!("  Host {host}: {} patterns", mine.len()));
+        out.table(hidden_table(
+            mine.iter().take(HIDDEN_PATTERNS_PER_HOST).map(|p| **p),
+        ));
+        if mine.len() > HIDDEN_PATTERNS_PER_HOST {
+            out.line(format!(
+                "    ... and {} more (see hidden.csv)",
+                mine.len() - HIDDEN_PATTERNS_PER_HOST
+            ));
+        }
+    }
+    if hosts.len() > HIDDEN_HOSTS {
+        out.line(format!(
+            "  ... and {} more hosts (see hidden.csv)",
+            hosts.len() - HIDDEN_HOSTS
+        ));
+    }
+    if !allowed.is_empty() {
+        out.line("  Known good (allow-list)".into());
+        out.table(hidden_table(
+            allowed.iter().take(HIDDEN_PATTERNS_PER_HOST).copied(),
+        ));
+    }
+}
+
+fn hidden_table<'a>(patterns: impl Iterator<Item = &'a HiddenPattern>) -> Table {
+    let mut t = Table::new(
+        &[
+            ("kind", Align::Left),
+            ("destination", Align::Left),
+            ("service", Align::Left),
+            ("sessions", Align::Right),
+            ("period", Align::Right),
+            ("jitter", Align::Right),
+            ("score", Align::Right),
+            ("why", Align::Left),
+        ],
+        Some(7),
+    );
+    for p in patterns {
+        let proto = match p.ip_proto {
+            6 => "tcp",
+            17 => "udp",
+            _ => "ip",
+        };
+        let mut dest = match &p.name {
+            Some(name) => format!("{} ({}) {proto}/{}", clean(name), p.dest, p.port),
+            None => format!("{} {proto}/{}", p.dest, p.port),
+        };
+        if p.dest_addresses > 1 {
+            dest.push_str(&format!(" +{}", p.dest_addresses - 1));
+        }
+        t.row(vec![
+            p.kind.as_str().to_string(),
+            dest,
+            clean(&p.service),
+            count(p.sessions),
+            p.period_s.map_or("-".into(), |s| format!("{s:.1} s")),
+            p.jitter
+                .map_or("-".into(), |j| format!("{:.0}%", j * 100.0)),
+            format!("{:.2}", p.score),
+            clean(&p.reason),
+        ]);
+    }
+    t
+}
+
 fn fit(text: &str, width: usize) -> String {
     let mut out = String::with_capacity(text.len());
     let mut visible = 0;
@@ -927,6 +1058,55 @@ mod tests {
             }
             assert!(!text.contains('\x1b'));
         }
+    }
+
+    #[test]
+    fn hidden_section_lists_beacons_first_per_host_within_the_width() {
+        use crate::analysis::hidden::{HiddenAnalyzer, HiddenOptions, SessionFacts};
+        let mut analyzer = HiddenAnalyzer::new(HiddenOptions::default());
+        let mut tag = Vec::new();
+        let mut observe = |start_s: i64, resp: &str, port: u16, proto: Proto, ip_proto: u8| {
+            let mut r = session("10.0.0.5", resp, proto, ConnState::SF, None);
+            r.start = Timestamp(start_s * 1_000_000_000);
+            r.last = r.start;
+            r.resp.port = port;
+            r.ip_proto = ip_proto;
+            tag.clear();
+            analyzer.observe(&SessionFacts::from_record(&r), &mut tag);
+        };
+        for i in 0..20 {
+            observe(1000 + i * 60, "203.0.113.9", 8443, Proto::Tcp, 6);
+        }
+        observe(1000, "10.0.0.53", 53, Proto::Udp, 17);
+        let report = analyzer.finish();
+        for width in [40, 100] {
+            let text = render_hidden(
+                &report,
+                &TerminalOptions {
+                    width,
+                    color: false,
+                },
+            );
+            for line in text.lines() {
+                assert!(line.chars().count() <= width, "{width}: {line:?}");
+            }
+            assert!(text.contains("Hidden sessions"));
+            assert!(text.contains("Host 10.0.0.5: 2 patterns"), "{text}");
+            let beacon = text.find("beacon").unwrap();
+            let dns = text.find("name lookup").unwrap();
+            assert!(beacon < dns, "{text}");
+        }
+        let wide = render_hidden(
+            &report,
+            &TerminalOptions {
+                width: 200,
+                color: false,
+            },
+        );
+        assert!(
+            wide.contains("periodic: 20 sessions every 60.0 s, jitter 0%"),
+            "{wide}"
+        );
     }
 
     #[test]

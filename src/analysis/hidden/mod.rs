@@ -1,0 +1,605 @@
+//! Hidden sessions: which sessions technology started behind the user's back, and why we think so.
+//!
+//! [`HiddenAnalyzer`] observes every finished session (a [`SessionFacts`]: the record plus what
+//! content classification saw, when it did) and keeps bounded per-(host, destination) aggregates.
+//! [`HiddenAnalyzer::finish`] turns them into a [`HiddenReport`]: the hidden patterns (for
+//! hidden.csv and the terminal) and a [`Labeller`] that gives each session its `initiator` and
+//! `initiator_reason` when sessions.csv rows are written, from the [`SessionSketch`] tag each row
+//! carries. The rules and their order are in docs/initiators.md.
+//!
+//! Memory bound: at most [`MAX_GROUPS`] (host, destination, port, protocol) groups, each with
+//! counters and at most [`MAX_SAMPLES_PER_GROUP`] session starts (16 bytes each), and at most
+//! [`MAX_SAMPLES_TOTAL`] starts over all groups (64 MB); [`MAX_DNS_PAIRS`] remembered DNS answers;
+//! the labeller keeps one small entry per originating host (at most [`label::MAX_HOSTS`]).
+//! Sessions beyond the group cap are still labelled by the per-session rules; the report counts
+//! them. Per session nothing else is kept here: the sketch travels with the sessions.csv row.
+
+pub mod catalogue;
+mod label;
+pub mod nets;
+pub mod periodicity;
+pub mod sketch;
+
+pub use catalogue::{CatalogueHit, CatalogueKind};
+pub use label::{Initiator, Label, Labeller};
+pub use nets::{AllowList, Cidr};
+pub use periodicity::{Periodicity, Sample};
+pub use sketch::SessionSketch;
+
+use crate::capture::Timestamp;
+use crate::session::SessionRecord;
+use ahash::AHashMap;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+/// Most (host, destination, port, protocol) groups tracked.
+pub const MAX_GROUPS: usize = 200_000;
+/// Session starts kept per group (the first ones; the count goes on).
+pub const MAX_SAMPLES_PER_GROUP: usize = 4096;
+/// Session starts kept over all groups.
+pub const MAX_SAMPLES_TOTAL: usize = 4_000_000;
+/// (client, answered address) pairs remembered from DNS answers.
+pub const MAX_DNS_PAIRS: usize = 200_000;
+
+/// Keep-alive: a session at least this long...
+pub const KEEPALIVE_MIN_DURATION_S: f64 = 60.0;
+/// ...with at least this many packets...
+pub const KEEPALIVE_MIN_PKTS: u64 = 6;
+/// ...of at most this many payload bytes on average...
+pub const KEEPALIVE_MAX_BYTES_PER_PKT: f64 = 128.0;
+/// ...and on average at least this long between packets.
+pub const KEEPALIVE_MIN_GAP_S: f64 = 2.0;
+
+/// What the analysis knows of one finished session. Content classification fills the optional
+/// parts when it recognised the payload; without it they are `None`/empty and the analysis
+/// works from ports, addresses, timing and sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    pub record: &'a SessionRecord,
+    /// The name the session was made for (TLS SNI, HTTP Host).
+    pub server_name: Option<&'a str>,
+    /// For a DNS session: the name asked.
+    pub dns_query: Option<&'a str>,
+    /// For a DNS session: the addresses answered for it.
+    pub dns_answers: &'a [IpAddr],
+}
+
+impl<'a> SessionFacts<'a> {
+    pub fn from_record(record: &'a SessionRecord) -> Self {
+        SessionFacts {
+            record,
+            server_name: None,
+            dns_query: None,
+            dns_answers: &[],
+        }
+    }
+}
+
+/// What the user asks of the analysis.
+#[derive(Debug, Clone)]
+pub struct HiddenOptions {
+    /// Our hosts: patterns are reported for originators inside these ranges (all when empty).
+    pub local_nets: Vec<Cidr>,
+    /// Patterns scoring below this are left out of hidden.csv and the terminal.
+    pub min_score: f64,
+    /// Patterns with fewer sessions are left out of hidden.csv and the terminal.
+    pub min_sessions: u64,
+    /// Known-good patterns, shown apart.
+    pub allow_list: AllowList,
+}
+
+impl Default for HiddenOptions {
+    fn default() -> Self {
+        HiddenOptions {
+            local_nets: Vec::new(),
+            min_score: 0.0,
+            min_sessions: 1,
+            allow_list: AllowList::default(),
+        }
+    }
+}
+
+impl HiddenOptions {
+    pub fn is_local(&self, addr: IpAddr) -> bool {
+        self.local_nets.is_empty() || self.local_nets.iter().any(|n| n.contains(addr))
+    }
+
+    fn directed_broadcasts(&self) -> Vec<IpAddr> {
+        self.local_nets.iter().filter_map(Cidr::broadcast).collect()
+    }
+}
+
+/// One (host, destination) aggregate key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub host: IpAddr,
+    pub dest: IpAddr,
+    pub port: u16,
+    pub ip_proto: u8,
+}
+
+impl GroupKey {
+    fn of(sketch: &SessionSketch) -> Self {
+        GroupKey {
+            host: sketch.orig,
+            dest: sketch.resp,
+            port: sketch.resp_port,
+            ip_proto: sketch.ip_proto,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    sessions: u64,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    orig_bytes: u64,
+    resp_bytes: u64,
+    keepalives: u64,
+    samples: Vec<Sample>,
+    service: Option<&'static str>,
+    server_name: Option<Box<str>>,
+}
+
+/// Latest name each client was given for each address, bounded (oldest pair forgotten first).
+#[derive(Debug, Default)]
+pub struct DnsNames {
+    names: AHashMap<(IpAddr, IpAddr), (Box<str>, Timestamp)>,
+    order: VecDeque<(IpAddr, IpAddr)>,
+}
+
+impl DnsNames {
+    /// Remembers that `client` was told `name` resolves to `addr` at `ts`.
+    pub fn insert(&mut self, client: IpAddr, addr: IpAddr, name: &str, ts: Timestamp) {
+        let key = (client, addr);
+        if let Some(entry) = self.names.get_mut(&key) {
+            if ts >= entry.1 {
+                *entry = (name.into(), ts);
+            }
+            return;
+        }
+        if self.names.len() >= MAX_DNS_PAIRS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.names.remove(&old);
+        }
+        self.names.insert(key, (name.into(), ts));
+        self.order.push_back(key);
+    }
+
+    /// The name `client` looked up that gave `addr`, and when.
+    pub fn name_for(&self, client: IpAddr, addr: IpAddr) -> Option<(&str, Timestamp)> {
+        self.names
+            .get(&(client, addr))
+            .map(|(name, ts)| (name.as_ref(), *ts))
+    }
+}
+
+/// Observes sessions; see the module documentation.
+#[derive(Debug)]
+pub struct HiddenAnalyzer {
+    options: HiddenOptions,
+    groups: AHashMap<GroupKey, Group>,
+    samples_total: usize,
+    sessions: u64,
+    sessions_untracked: u64,
+    dns: DnsNames,
+}
+
+impl HiddenAnalyzer {
+    pub fn new(options: HiddenOptions) -> Self {
+        HiddenAnalyzer {
+            options,
+            groups: AHashMap::new(),
+            samples_total: 0,
+            sessions: 0,
+            sessions_untracked: 0,
+            dns: DnsNames::default(),
+        }
+    }
+
+    /// Takes one finished session into account and appends its row tag (the encoded
+    /// [`SessionSketch`]) to `tag`, for [`Labeller::label`] at finish.
+    pub fn observe(&mut self, facts: &SessionFacts<'_>, tag: &mut Vec<u8>) {
+        let record = facts.record;
+        let sketch = SessionSketch::from_record(record, facts.server_name);
+        sketch.encode(tag);
+        self.sessions += 1;
+        if let Some(query) = facts.dns_query {
+            for answer in facts.dns_answers {
+                self.dns
+                    .insert(record.orig.addr, *answer, query, record.start);
+            }
+        }
+        let key = GroupKey::of(&sketch);
+        if !self.groups.contains_key(&key) && self.groups.len() >= MAX_GROUPS {
+            self.sessions_untracked += 1;
+            return;
+        }
+        let group = self.groups.entry(key).or_default();
+        group.sessions += 1;
+        group.first = Some(group.first.map_or(record.start, |f| f.min(record.start)));
+        group.last = Some(group.last.map_or(record.start, |l| l.max(record.start)));
+        group.orig_bytes = group.orig_bytes.saturating_add(sketch.orig_bytes);
+        group.resp_bytes = group.resp_bytes.saturating_add(sketch.resp_bytes);
+        if keep_alive(&sketch).is_some() {
+            group.keepalives += 1;
+        }
+        if group.service.is_none() {
+            group.service = record.service;
+        }
+        if group.server_name.is_none()
+            && let Some(name) = facts.server_name
+        {
+            group.server_name = Some(name.into());
+        }
+        if group.samples.len() < MAX_SAMPLES_PER_GROUP && self.samples_total < MAX_SAMPLES_TOTAL {
+            group.samples.push(Sample {
+                start_nanos: record.start.0,
+                bytes: sketch.orig_bytes.saturating_add(sketch.resp_bytes),
+            });
+            self.samples_total += 1;
+        }
+    }
+
+    /// Decides every group's verdict and builds the report.
+    pub fn finish(self) -> HiddenReport {
+        let HiddenAnalyzer {
+            options,
+            mut groups,
+            sessions,
+            sessions_untracked,
+            dns,
+            ..
+        } = self;
+        let broadcasts = options.directed_broadcasts();
+
+        // Names: from content, else from the DNS answer that gave the address.
+        let mut names: AHashMap<GroupKey, Box<str>> = AHashMap::new();
+        for (key, group) in &groups {
+            let name = group
+                .server_name
+                .clone()
+                .or_else(|| dns.name_for(key.host, key.dest).map(|(n, _)| n.into()));
+            if let Some(name) = name {
+                names.insert(*key, name);
+            }
+        }
+        // Name groups: the same name reached at several addresses (a CDN) is one series.
+        let mut by_name: AHashMap<(IpAddr, &str, u16, u8), Vec<GroupKey>> = AHashMap::new();
+        for (key, name) in &names {
+            by_name
+                .entry((key.host, name.as_ref(), key.port, key.ip_proto))
+                .or_default()
+                .push(*key);
+        }
+        let mut name_periodicity: AHashMap<GroupKey, (Periodicity, usize)> = AHashMap::new();
+        for members in by_name.values().filter(|m| m.len() > 1) {
+            let mut samples: Vec<Sample> = members
+                .iter()
+                .filter_map(|k| groups.get(k))
+                .flat_map(|g| g.samples.iter().copied())
+                .collect();
+            if let Some(p) = periodicity::analyse(&mut samples) {
+                for k in members {
+                    name_periodicity.insert(*k, (p, members.len()));
+                }
+            }
+        }
+
+        let mut verdicts = AHashMap::new();
+        let mut patterns = Vec::new();
+        let mut merged_done: AHashMap<(IpAddr, Box<str>, u16, u8), usize> = AHashMap::new();
+        let mut keys: Vec<GroupKey> = groups.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let Some(group) = groups.get_mut(&key) else {
+                continue;
+            };
+            let name = names.get(&key).cloned();
+            let own = periodicity::analyse(&mut group.samples);
+            let (periodic, addresses) = match (own, name_periodicity.get(&key)) {
+                (Some(a), Some((b, n))) if b.score > a.score => (Some(*b), *n),
+                (None, Some((b, n))) => (Some(*b), *n),
+                (a, _) => (a, 1),
+            };
+            let periodic = periodic.filter(Periodicity::is_periodic);
+            let group_dest = catalogue::group_destination(key.dest, &broadcasts);
+            let hit = catalogue::by_port(key.ip_proto, key.port)
+                .or_else(|| name.as_deref().and_then(catalogue::by_name));
+            let keepalive_share = group.keepalives as f64 / group.sessions.max(1) as f64;
+            let kind = if let Some(hit) = hit {
+                PatternKind::Catalogue(hit.kind)
+            } else if group_dest.is_some() {
+                PatternKind::Catalogue(CatalogueKind::Discovery)
+            } else if periodic.is_some() {
+                PatternKind::Beacon
+            } else if keepalive_share >= 0.5 {
+                PatternKind::KeepAlive
+            } else {
+                continue;
+            };
+            let verdict = GroupVerdict {
+                kind,
+                periodicity: periodic,
+                addresses,
+                name: name.clone(),
+            };
+            let service = hit
+                .map(|h| h.service)
+                .or(group.service)
+                .unwrap_or("")
+                .to_string();
+            let score = match (kind, periodic) {
+                (_, Some(p)) => p.score,
+                (PatternKind::KeepAlive, None) => 0.8,
+                _ => 0.9,
+            };
+            let reason = verdict.reason(hit, group_dest, key.dest, group.sessions);
+            let allowed = options
+                .allow_list
+                .allows(key.host, key.dest, name.as_deref(), key.port);
+            // A series found by name over several addresses is one pattern.
+            let merged_key = (addresses > 1)
+                .then(|| name.clone().map(|n| (key.host, n, key.port, key.ip_proto)))
+                .flatten();
+            if let Some(index) = merged_key.as_ref().and_then(|k| merged_done.get(k)) {
+                if let Some(p) = patterns.get_mut(*index) {
+                    merge_into(p, &key, group);
+                }
+            } else {
+                if let Some(k) = merged_key {
+                    merged_done.insert(k, patterns.len());
+                }
+                patterns.push(HiddenPattern {
+                    host: key.host,
+                    dest: key.dest,
+                    dest_addresses: 1,
+                    name: name.as_deref().map(String::from),
+                    ip_proto: key.ip_proto,
+                    port: key.port,
+                    service,
+                    kind,
+                    sessions: group.sessions,
+                    first: group.first.unwrap_or_default(),
+                    last: group.last.unwrap_or_default(),
+                    period_s: periodic.map(|p| p.period_s),
+                    jitter: periodic.map(|p| p.jitter),
+                    orig_bytes: group.orig_bytes,
+                    resp_bytes: group.resp_bytes,
+                    score,
+                    reason: reason.clone(),
+                    allowed,
+                });
+            }
+            verdicts.insert(key, verdict);
+        }
+        patterns.sort_by(|a, b| {
+            (a.kind != PatternKind::Beacon)
+                .cmp(&(b.kind != PatternKind::Beacon))
+                .then(b.score.total_cmp(&a.score))
+                .then(b.sessions.cmp(&a.sessions))
+                .then(a.host.cmp(&b.host))
+                .then(a.dest.cmp(&b.dest))
+                .then(a.port.cmp(&b.port))
+        });
+        let group_sessions = groups.iter().map(|(k, g)| (*k, g.sessions)).collect();
+        HiddenReport {
+            options,
+            broadcasts,
+            patterns,
+            verdicts,
+            group_sessions,
+            dns,
+            sessions,
+            sessions_untracked,
+        }
+    }
+}
+
+fn merge_into(p: &mut HiddenPattern, key: &GroupKey, group: &Group) {
+    p.dest_addresses += 1;
+    if key.dest < p.dest {
+        p.dest = key.dest;
+    }
+    p.sessions += group.sessions;
+    if let Some(f) = group.first {
+        p.first = p.first.min(f);
+    }
+    if let Some(l) = group.last {
+        p.last = p.last.max(l);
+    }
+    p.orig_bytes = p.orig_bytes.saturating_add(group.orig_bytes);
+    p.resp_bytes = p.resp_bytes.saturating_add(group.resp_bytes);
+}
+
+/// Why a group is hidden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PatternKind {
+    /// Periodic traffic to a destination the catalogue does not know: what malware beacons
+    /// (and unknown updaters and trackers) look like.
+    Beacon,
+    /// A known infrastructure, discovery or background service.
+    Catalogue(CatalogueKind),
+    /// A long-lived connection kept up by small messages.
+    KeepAlive,
+}
+
+impl PatternKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatternKind::Beacon => "beacon",
+            PatternKind::Catalogue(k) => k.as_str(),
+            PatternKind::KeepAlive => "keep-alive",
+        }
+    }
+}
+
+/// The decision about one group, as the labeller uses it.
+#[derive(Debug, Clone)]
+struct GroupVerdict {
+    kind: PatternKind,
+    periodicity: Option<Periodicity>,
+    /// Addresses the periodic series spans (more than 1 when found by name).
+    addresses: usize,
+    name: Option<Box<str>>,
+}
+
+impl GroupVerdict {
+    fn reason(
+        &self,
+        hit: Option<CatalogueHit>,
+        group_dest: Option<catalogue::GroupDestination>,
+        dest: IpAddr,
+        sessions: u64,
+    ) -> String {
+        let mut reason = match (hit, group_dest) {
+            (Some(h), Some(g)) => format!("{} to {} {dest}", h.reason, group_word(g)),
+            (Some(h), None) => h.reason.to_string(),
+            (None, Some(g)) => format!("{} traffic to {dest}", group_word(g)),
+            (None, None) if self.kind == PatternKind::KeepAlive => {
+                let what = if sessions == 1 {
+                    "a long-lived connection".to_string()
+                } else {
+                    format!("{sessions} long-lived connections")
+                };
+                format!("{what} kept up by small spaced-out messages")
+            }
+            (None, None) => String::new(),
+        };
+        if let Some(p) = &self.periodicity {
+            let periodic = periodic_text(p, self.addresses, self.name.as_deref());
+            if reason.is_empty() {
+                reason = periodic;
+            } else {
+                reason = format!("{reason}; {periodic}");
+            }
+        }
+        reason
+    }
+}
+
+fn group_word(g: catalogue::GroupDestination) -> &'static str {
+    match g {
+        catalogue::GroupDestination::Multicast => "multicast group",
+        catalogue::GroupDestination::Broadcast => "broadcast",
+    }
+}
+
+/// "periodic: 41 sessions every 30.2 s, jitter 3%" (and "to NAME at 3 addresses" when by name).
+pub fn periodic_text(p: &Periodicity, addresses: usize, name: Option<&str>) -> String {
+    let mut text = format!(
+        "periodic: {} sessions every {} s, jitter {:.0}%",
+        p.sessions,
+        seconds(p.period_s),
+        p.jitter * 100.0
+    );
+    if addresses > 1
+        && let Some(name) = name
+    {
+        text.push_str(&format!(", to {name} at {addresses} addresses"));
+    }
+    text
+}
+
+fn seconds(s: f64) -> String {
+    if s >= 100.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
+}
+
+/// Keep-alive evidence of one session: long, many small packets, spaced out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeepAlive {
+    pub duration_s: f64,
+    pub pkts: u64,
+    pub bytes_per_pkt: f64,
+    pub gap_s: f64,
+}
+
+/// Whether a session looks kept up by small regular messages (see the KEEPALIVE_ constants);
+/// remote shells and desktops never do (their rhythm is a person's).
+pub fn keep_alive(s: &SessionSketch) -> Option<KeepAlive> {
+    if catalogue::is_interactive_port(s.ip_proto, s.resp_port) || s.pkts < KEEPALIVE_MIN_PKTS {
+        return None;
+    }
+    let duration_s = s.duration_nanos as f64 / 1e9;
+    let bytes_per_pkt = s.orig_bytes.saturating_add(s.resp_bytes) as f64 / s.pkts as f64;
+    let gap_s = duration_s / s.pkts as f64;
+    (duration_s >= KEEPALIVE_MIN_DURATION_S
+        && bytes_per_pkt <= KEEPALIVE_MAX_BYTES_PER_PKT
+        && gap_s >= KEEPALIVE_MIN_GAP_S)
+        .then_some(KeepAlive {
+            duration_s,
+            pkts: s.pkts,
+            bytes_per_pkt,
+            gap_s,
+        })
+}
+
+/// One hidden pattern: a row of hidden.csv.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HiddenPattern {
+    pub host: IpAddr,
+    /// The destination address (the lowest one when the pattern spans several).
+    pub dest: IpAddr,
+    pub dest_addresses: usize,
+    pub name: Option<String>,
+    pub ip_proto: u8,
+    pub port: u16,
+    pub service: String,
+    pub kind: PatternKind,
+    pub sessions: u64,
+    pub first: Timestamp,
+    pub last: Timestamp,
+    pub period_s: Option<f64>,
+    pub jitter: Option<f64>,
+    pub orig_bytes: u64,
+    pub resp_bytes: u64,
+    pub score: f64,
+    pub reason: String,
+    /// Matched by the allow-list: known good, shown apart.
+    pub allowed: bool,
+}
+
+/// What [`HiddenAnalyzer::finish`] found.
+#[derive(Debug)]
+pub struct HiddenReport {
+    options: HiddenOptions,
+    broadcasts: Vec<IpAddr>,
+    /// Every hidden pattern, beacons first, then by score and sessions.
+    pub patterns: Vec<HiddenPattern>,
+    verdicts: AHashMap<GroupKey, GroupVerdict>,
+    group_sessions: AHashMap<GroupKey, u64>,
+    dns: DnsNames,
+    /// Sessions observed.
+    pub sessions: u64,
+    /// Sessions whose group could not be tracked (group cap reached).
+    pub sessions_untracked: u64,
+}
+
+impl HiddenReport {
+    pub fn options(&self) -> &HiddenOptions {
+        &self.options
+    }
+
+    /// The patterns the user asked to see: local hosts, score and count thresholds met.
+    pub fn shown(&self) -> impl Iterator<Item = &HiddenPattern> {
+        self.patterns.iter().filter(|p| {
+            self.options.is_local(p.host)
+                && p.score >= self.options.min_score
+                && p.sessions >= self.options.min_sessions
+        })
+    }
+
+    /// A labeller for sessions.csv rows, to be called in start order.
+    pub fn labeller(&self) -> Labeller<'_> {
+        Labeller::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;
