@@ -142,7 +142,7 @@ pub fn run(args: LiveArgs) -> Result<u8, (u8, String)> {
     let stop = live::stop_on_signals().map_err(capture_error)?;
     let outcome = live::run(&options, &stop).map_err(capture_error)?;
 
-    super::print_summary(&outcome.summary, args.color);
+    super::print_summary(&outcome.summary, args.color, None);
     let stopped_by = match outcome.stopped_by {
         StopReason::Signal => "a signal (Ctrl-C or SIGTERM)",
         StopReason::Duration => "--duration",
