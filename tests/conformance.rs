@@ -33,6 +33,14 @@ const MIN_SAME_ORIGINATOR: f64 = 99.0;
 const MIN_SAME_CONN_STATE: f64 = 97.0;
 const MIN_SAME_HISTORY: f64 = 95.0;
 const MIN_SAME_COUNTS: f64 = 97.0;
+/// Where Zeek names a service that sessionscope recognises from content, the share named alike
+/// (issue 4).
+const MIN_SAME_SUPPORTED_SERVICE: f64 = 95.0;
+
+/// Zeek service names that sessionscope's content classifier recognises.
+const SUPPORTED_SERVICES: &[&str] = &[
+    "ssl", "http", "dns", "ssh", "smtp", "imap", "pop3", "ftp", "quic", "ntp", "dhcp", "smb",
+];
 
 /// Captures whose Zeek run used a setting we cannot reproduce. They are still compared and
 /// reported, but left out of the thresholds.
@@ -778,6 +786,9 @@ struct Tally {
     bytes_unlogged_by_zeek: u64,
     zeek_service_named: u64,
     same_service: u64,
+    /// Conns where Zeek names a service sessionscope recognises from content.
+    zeek_supported_service: u64,
+    same_supported_service: u64,
     ours_service_zeek_none: u64,
     zeek_tunnelled: u64,
     tunnelled_agree: u64,
@@ -798,6 +809,8 @@ impl Tally {
         self.bytes_unlogged_by_zeek += other.bytes_unlogged_by_zeek;
         self.zeek_service_named += other.zeek_service_named;
         self.same_service += other.same_service;
+        self.zeek_supported_service += other.zeek_supported_service;
+        self.same_supported_service += other.same_supported_service;
         self.ours_service_zeek_none += other.ours_service_zeek_none;
         self.zeek_tunnelled += other.zeek_tunnelled;
         self.tunnelled_agree += other.tunnelled_agree;
@@ -1106,7 +1119,12 @@ fn compare_capture(capture: &str, zeek_conns: &[ZeekConn], run: Option<&Run>) ->
             .collect();
         if !zeek_services.is_empty() {
             tally.zeek_service_named += 1;
-            if zeek_services.contains(&ours.service.as_str()) {
+            let same = zeek_services.contains(&ours.service.as_str());
+            if zeek_services.iter().any(|s| SUPPORTED_SERVICES.contains(s)) {
+                tally.zeek_supported_service += 1;
+                tally.same_supported_service += u64::from(same);
+            }
+            if same {
                 tally.same_service += 1;
             } else {
                 mismatches.push(("service(info)", zeek.service.clone(), ours.service.clone()));
@@ -1293,6 +1311,16 @@ fn zeek_conn_log_conformance() {
             pct(included.same_counts),
             MIN_SAME_COUNTS,
         ),
+        (
+            "same service (supported ones)",
+            if included.zeek_supported_service == 0 {
+                0.0
+            } else {
+                100.0 * included.same_supported_service as f64
+                    / included.zeek_supported_service as f64
+            },
+            MIN_SAME_SUPPORTED_SERVICE,
+        ),
     ];
     let _ = writeln!(
         summary,
@@ -1325,8 +1353,12 @@ fn zeek_conn_log_conformance() {
     );
     let _ = writeln!(
         summary,
-        "  service: Zeek named one for {} conns, ours agrees on {}; ours named one where Zeek had none: {} (bare-mode Zeek runs load few analysers)",
-        included.zeek_service_named, included.same_service, included.ours_service_zeek_none
+        "  service: Zeek named one for {} conns, ours agrees on {}; of those {} name a service we support, ours agrees on {}; ours named one where Zeek had none: {} (bare-mode Zeek runs load few analysers)",
+        included.zeek_service_named,
+        included.same_service,
+        included.zeek_supported_service,
+        included.same_supported_service,
+        included.ours_service_zeek_none
     );
     let _ = writeln!(
         summary,

@@ -159,10 +159,11 @@ fn as_zeek(service: &str) -> &str {
     }
 }
 
-/// nDPI's `NetBIOS` covers the name, datagram and session services (and SMB inside them).
+/// nDPI's `NetBIOS` covers the name (which we, like Zeek, call `dns`), datagram and session
+/// services (and SMB inside them).
 fn agrees_with_ndpi(ours: Option<&str>, theirs: &str) -> bool {
     match ours {
-        Some("netbios-ns" | "netbios-dgm" | "netbios-ssn" | "smb") => theirs == "netbios-ns",
+        Some("dns" | "netbios-dgm" | "netbios-ssn" | "smb") if theirs == "netbios" => true,
         Some(s) => s == theirs,
         None => false,
     }
@@ -183,10 +184,9 @@ fn from_ndpi(name: &str) -> Option<&'static str> {
         "QUIC" => "quic",
         "NTP" => "ntp",
         "DHCP" => "dhcp",
-        "MDNS" => "mdns",
+        "MDNS" | "LLMNR" => "dns",
         "SSDP" => "ssdp",
-        "NetBIOS" => "netbios-ns",
-        "LLMNR" => "llmnr",
+        "NetBIOS" => "netbios",
         "SMTP" => "smtp",
         "IMAP" => "imap",
         "POP3" => "pop3",

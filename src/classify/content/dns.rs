@@ -295,7 +295,7 @@ mod tests {
         let mut c = ContentClassifier::new(Proto::Udp, 137, 137);
         c.on_datagram(true, &msg);
         let info = c.finish().unwrap();
-        assert_eq!(info.service, "netbios-ns");
+        assert_eq!(info.service, "dns");
         assert_eq!(info.netbios_name.as_deref(), Some("FRED<00>"));
     }
 }

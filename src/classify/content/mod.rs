@@ -161,9 +161,9 @@ impl Protocol {
             Protocol::Ftp => "ftp",
             Protocol::Pop3 => "pop3",
             Protocol::Imap => "imap",
-            Protocol::Mdns => "mdns",
-            Protocol::Llmnr => "llmnr",
-            Protocol::NetbiosNs => "netbios-ns",
+            // Zeek reads these with its DNS analyser and names them `dns`; the port columns and
+            // the DNS details tell them apart.
+            Protocol::Mdns | Protocol::Llmnr | Protocol::NetbiosNs => "dns",
             Protocol::NetbiosDgm => "netbios-dgm",
             Protocol::NetbiosSsn => "netbios-ssn",
             Protocol::Smb => "smb",
