@@ -29,21 +29,21 @@ rm -rf "$work/samples"
 "$bin" analyze sample-captures/*.pcap sample-captures/*.pcapng --out "$work/samples" \
   --format csv,jsonl,parquet --no-progress >/dev/null
 python3 scripts/check_reports.py exports "$work/samples"
-python3 scripts/check_reports.py page "$work/samples" --screenshot "$work/report-screenshot.png"
+python3 scripts/check_reports.py page "$work/samples" --screenshot "$work/report-screenshot.png" --expect-hidden available
 
 echo "== one sample capture alone"
 rm -rf "$work/one"
 "$bin" analyze sample-captures/udp-dns.pcap --out "$work/one" --format parquet --format jsonl \
   --format csv --no-progress >/dev/null
 python3 scripts/check_reports.py exports "$work/one"
-python3 scripts/check_reports.py page "$work/one"
+python3 scripts/check_reports.py page "$work/one" --expect-hidden available
 
 echo "== 20,000 generated sessions: exports"
 rm -rf "$work/medium"
 python3 scripts/gen-many-sessions.py "$work/medium.pcap" 20000
 "$bin" analyze "$work/medium.pcap" --out "$work/medium" --format csv,jsonl,parquet --no-progress >/dev/null
 python3 scripts/check_reports.py exports "$work/medium"
-python3 scripts/check_reports.py page "$work/medium"
+python3 scripts/check_reports.py page "$work/medium" --expect-hidden available
 rm -rf "$work/medium" "$work/medium.pcap"
 
 if [ "${BIG:-1}" != 0 ]; then

@@ -13,6 +13,7 @@
 Exits non-zero on the first failed check.
 """
 import json
+import csv
 import os
 import re
 import shutil
@@ -130,6 +131,14 @@ def page(d, screenshot=None, expect_hidden="unavailable"):
         fail(f"session table shows {check.get('sample_rows_shown')} rows on its first page")
     if check.get("hidden") != expect_hidden:
         fail(f"hidden-sessions section is {check.get('hidden')}, expected {expect_hidden}")
+    if expect_hidden == "available":
+        with open(os.path.join(d, "hidden.csv"), newline="") as f:
+            hidden_rows = sum(1 for _ in csv.reader(f)) - 1
+        # The page keeps the first MAX_HIDDEN_GROUPS (src/report/html.rs) of hidden.csv's rows.
+        expected = min(hidden_rows, 1000)
+        if check.get("hidden_rows") != expected:
+            fail(f"hidden-sessions table has {check.get('hidden_rows')} rows, expected {expected} (hidden.csv has {hidden_rows})")
+        print(f"hidden-sessions table: {expected} patterns of hidden.csv's {hidden_rows}")
     if screenshot:
         os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
         url = "file://" + os.path.abspath(os.path.join(d, "report.html"))

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sessionscope::analysis::hidden::{
-    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, SessionFacts,
+    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, HiddenReport, Initiator, SessionFacts,
 };
 use sessionscope::config::{FragmentConfig, ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
@@ -300,15 +300,27 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     });
     let hidden = hidden.finish();
+    let (mut user_sessions, mut technology_sessions) = (0u64, 0u64);
     if let Some(writer) = csv.take() {
         let mut labeller = hidden.labeller();
         let result = writer.finish_labelled(&mut |tag| {
             let label = labeller.label(tag);
+            match label.initiator {
+                Initiator::User => user_sessions += 1,
+                Initiator::Technology => technology_sessions += 1,
+            }
             (label.initiator.as_str().to_string(), label.reason)
         });
         if let Err(e) = result {
             output_error.get_or_insert(e.to_string());
         }
+    }
+    if let Some(data) = report_data.as_mut() {
+        data.hidden = Some(hidden_for_report(
+            &hidden,
+            user_sessions,
+            technology_sessions,
+        ));
     }
     if let Some(dir) = &args.out
         && output_error.is_none()
@@ -380,6 +392,50 @@ fn print_summary(
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// What the HTML report shows of the hidden-session analysis: the patterns hidden.csv lists.
+fn hidden_for_report(
+    hidden: &HiddenReport,
+    user_sessions: u64,
+    technology_sessions: u64,
+) -> report::data::HiddenAnalysis {
+    let destination = |p: &sessionscope::analysis::hidden::HiddenPattern| match &p.name {
+        Some(name) => format!("{name} ({})", p.dest),
+        None => p.dest.to_string(),
+    };
+    let shown: Vec<_> = hidden.shown().collect();
+    report::data::HiddenAnalysis {
+        user_sessions,
+        technology_sessions,
+        groups: shown
+            .iter()
+            .map(|p| report::data::HiddenGroup {
+                host: p.host.to_string(),
+                destination: destination(p),
+                service: p.service.clone(),
+                reasons: vec![p.reason.clone()],
+                sessions: p.sessions,
+                ip_bytes: p.orig_bytes.saturating_add(p.resp_bytes),
+                first: p.first,
+                last: p.last,
+            })
+            .collect(),
+        patterns: shown
+            .iter()
+            .filter_map(|p| {
+                p.period_s.map(|period| report::data::PeriodicPattern {
+                    host: p.host.to_string(),
+                    destination: destination(p),
+                    service: p.service.clone(),
+                    sessions: p.sessions,
+                    period_secs: period,
+                    // The analysis keeps robust statistics, not every interval.
+                    intervals_secs: Vec::new(),
+                })
+            })
+            .collect(),
+    }
 }
 
 /// The hidden-session options, checked.

@@ -596,7 +596,7 @@ function table(host,cols,rows,pageSize,id){
 (function hidden(){
   if(!D.hidden){check.hidden="unavailable";check.hidden_rows=0;return;}
   var H=D.hidden;
-  var body=table(document.getElementById("hidden"),[{name:"host"},{name:"destination"},{name:"service"},{name:"reasons"},{name:"sessions",num:true,fmt:num},{name:"IP bytes",num:true,fmt:bytes},{name:"first (UTC)",fmt:utc},{name:"last (UTC)",fmt:utc}],H.groups,50,"hidden-table");
+  var body=table(document.getElementById("hidden"),[{name:"host"},{name:"destination"},{name:"service"},{name:"reasons"},{name:"sessions",num:true,fmt:num},{name:"bytes",num:true,fmt:bytes},{name:"first (UTC)",fmt:utc},{name:"last (UTC)",fmt:utc}],H.groups,50,"hidden-table");
   check.hidden="available";check.hidden_rows=H.groups.length;check.hidden_rows_shown=body.children.length;
   var ph=document.getElementById("patterns");
   if(!H.patterns.length){ph.appendChild(el("p",{"class":"note"},"No periodic patterns."));}
