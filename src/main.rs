@@ -303,11 +303,20 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     let (mut user_sessions, mut technology_sessions) = (0u64, 0u64);
     if let Some(writer) = csv.take() {
         let mut labeller = hidden.labeller();
-        let result = writer.finish_labelled(&mut |tag| {
+        let result = writer.finish_labelled(&mut |tag, row| {
             let label = labeller.label(tag);
-            match label.initiator {
-                Initiator::User => user_sessions += 1,
-                Initiator::Technology => technology_sessions += 1,
+            let class = match label.initiator {
+                Initiator::User => {
+                    user_sessions += 1;
+                    report::data::SessionClass::User
+                }
+                Initiator::Technology => {
+                    technology_sessions += 1;
+                    report::data::SessionClass::Technology
+                }
+            };
+            if let (Some(data), Some(start)) = (report_data.as_mut(), row_start(row)) {
+                data.on_session_class(start, class);
             }
             (label.initiator.as_str().to_string(), label.reason)
         });
@@ -392,6 +401,17 @@ fn print_summary(
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// The start time of a sessions.csv row (its first column, `ts`).
+fn row_start(row: &[u8]) -> Option<sessionscope::capture::Timestamp> {
+    let ts = std::str::from_utf8(row.split(|&b| b == b',').next()?).ok()?;
+    let (secs, micros) = ts.split_once('.')?;
+    let secs: i64 = secs.parse().ok()?;
+    let micros: i64 = micros.parse().ok()?;
+    Some(sessionscope::capture::Timestamp::from_micros(
+        secs.checked_mul(1_000_000)?.checked_add(micros)?,
+    ))
 }
 
 /// What the HTML report shows of the hidden-session analysis: the patterns hidden.csv lists.

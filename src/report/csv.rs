@@ -337,15 +337,13 @@ impl SessionCsvWriter {
     /// Writes every queued row in start order to every format (empty label columns),
     /// completes the files and removes temporary runs.
     pub fn finish(self) -> Result<CsvStats, CsvError> {
-        self.finish_labelled(&mut |_| (String::new(), String::new()))
+        self.finish_labelled(&mut |_, _| (String::new(), String::new()))
     }
 
-    /// Like [`SessionCsvWriter::finish`]; `label` turns each row's tag into its `initiator` and
-    /// `initiator_reason`, and is called in start order.
-    pub fn finish_labelled(
-        self,
-        label: &mut dyn FnMut(&[u8]) -> (String, String),
-    ) -> Result<CsvStats, CsvError> {
+    /// Like [`SessionCsvWriter::finish`]; `label` turns each row's tag (and, for context, the
+    /// row's other columns as written) into its `initiator` and `initiator_reason`, and is called
+    /// in start order.
+    pub fn finish_labelled(self, label: &mut RowLabeller<'_>) -> Result<CsvStats, CsvError> {
         let SessionCsvWriter {
             path,
             mut file,
@@ -358,7 +356,7 @@ impl SessionCsvWriter {
         let mut line = Vec::new();
         let mut each = |stored: &[u8]| -> io::Result<()> {
             let (tag, row) = split_stored(stored);
-            let (initiator, reason) = label(tag);
+            let (initiator, reason) = label(tag, row);
             line.clear();
             line.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
             line.push(b',');
@@ -460,6 +458,10 @@ fn text(value: &Option<String>) -> &str {
 
 /// How many content columns [`write_content_fields`] writes.
 const CONTENT_COLUMNS: usize = 23;
+
+/// Turns a stored row's tag (and the row as written, for context) into its `initiator` and
+/// `initiator_reason` columns.
+pub type RowLabeller<'a> = dyn FnMut(&[u8], &[u8]) -> (String, String) + 'a;
 
 /// Appends `field`, quoted as the csv crate quotes (only when it holds a comma, a quote or a
 /// line break; quotes doubled).
