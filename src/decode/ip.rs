@@ -453,3 +453,52 @@ pub fn parse_quoted(payload: &[u8]) -> Option<QuotedFlow> {
         dst_port,
     })
 }
+
+/// The type of the other half of an ICMP request/reply pair (echo request 8 -> reply 0), or
+/// `None` for one-way messages such as errors. Zeek and the Community ID spec both pair ICMP
+/// messages this way.
+pub fn icmp_counterpart(v6: bool, icmp_type: u8) -> Option<u8> {
+    if v6 {
+        icmp6_counterpart(icmp_type)
+    } else {
+        icmp4_counterpart(icmp_type)
+    }
+}
+
+/// ICMPv4 request/reply pairs (RFC 792, 950, 1256): echo, timestamp, information, router
+/// discovery, address mask.
+fn icmp4_counterpart(icmp_type: u8) -> Option<u8> {
+    Some(match icmp_type {
+        8 => 0,
+        0 => 8,
+        13 => 14,
+        14 => 13,
+        15 => 16,
+        16 => 15,
+        10 => 9,
+        9 => 10,
+        17 => 18,
+        18 => 17,
+        _ => return None,
+    })
+}
+
+/// ICMPv6 request/reply pairs (RFC 4443, 4861, 2710, 4620, 6275): echo, router and neighbour
+/// discovery, MLD query/report, node information, home agent address discovery.
+fn icmp6_counterpart(icmp_type: u8) -> Option<u8> {
+    Some(match icmp_type {
+        128 => 129,
+        129 => 128,
+        133 => 134,
+        134 => 133,
+        135 => 136,
+        136 => 135,
+        130 => 131,
+        131 => 130,
+        139 => 140,
+        140 => 139,
+        144 => 145,
+        145 => 144,
+        _ => return None,
+    })
+}

@@ -21,7 +21,7 @@ mod tunnel;
 pub use checksum::{ChecksumVerdict, verify_checksums};
 use fragments::FragmentVerdict;
 pub use fragments::{FragmentReassembler, FragmentStats, MAX_FRAGMENTS_PER_DATAGRAM};
-pub use ip::{QuotedFlow, TcpFlags, Transport, is_icmp_error, parse_quoted};
+pub use ip::{QuotedFlow, TcpFlags, Transport, icmp_counterpart, is_icmp_error, parse_quoted};
 
 use crate::capture::{LinkType, Timestamp};
 use crate::config::FragmentConfig;

@@ -5,6 +5,7 @@
 //! endpoint ordering, the ICMP/ICMPv6 type-to-port mapping and its one-way rule, a seed chosen
 //! by the caller, and no heap allocation (the result is a fixed-size [`CommunityId`]).
 
+use crate::decode::icmp_counterpart;
 use crate::session::SessionRecord;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -102,9 +103,9 @@ impl CommunityIdHasher {
                 // messages keep their code and are never reordered.
                 let counterpart = u8::try_from(src_port).ok().and_then(|icmp_type| {
                     if flow.ip_proto == IPPROTO_ICMP {
-                        icmp4_counterpart(icmp_type)
+                        icmp_counterpart(false, icmp_type)
                     } else {
-                        icmp6_counterpart(icmp_type)
+                        icmp_counterpart(true, icmp_type)
                     }
                 });
                 match counterpart {
@@ -180,44 +181,6 @@ fn to_v6(addr: IpAddr) -> Ipv6Addr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
     }
-}
-
-/// ICMPv4 request/reply pairs (RFC 792, 950, 1256): echo, timestamp, information, router
-/// discovery, address mask.
-fn icmp4_counterpart(icmp_type: u8) -> Option<u8> {
-    Some(match icmp_type {
-        8 => 0,
-        0 => 8,
-        13 => 14,
-        14 => 13,
-        15 => 16,
-        16 => 15,
-        10 => 9,
-        9 => 10,
-        17 => 18,
-        18 => 17,
-        _ => return None,
-    })
-}
-
-/// ICMPv6 request/reply pairs (RFC 4443, 4861, 2710, 4620, 6275): echo, router and neighbour
-/// discovery, MLD query/report, node information, home agent address discovery.
-fn icmp6_counterpart(icmp_type: u8) -> Option<u8> {
-    Some(match icmp_type {
-        128 => 129,
-        129 => 128,
-        133 => 134,
-        134 => 133,
-        135 => 136,
-        136 => 135,
-        130 => 131,
-        131 => 130,
-        139 => 140,
-        140 => 139,
-        144 => 145,
-        145 => 144,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -59,37 +59,7 @@ const DNS_PORTS_UDP: [u16; 4] = [53, 137, 5353, 5355];
 
 /// ICMP's pseudo ports, as Zeek builds them: (type, counterpart type or code, one-way).
 fn icmp_ports(v6: bool, icmp_type: u8, code: u8) -> (u16, u16, bool) {
-    let counterpart = if v6 {
-        match icmp_type {
-            128 => Some(129),
-            129 => Some(128),
-            130 => Some(131),
-            131 => Some(130),
-            133 => Some(134),
-            134 => Some(133),
-            135 => Some(136),
-            136 => Some(135),
-            139 => Some(140),
-            140 => Some(139),
-            144 => Some(145),
-            145 => Some(144),
-            _ => None,
-        }
-    } else {
-        match icmp_type {
-            8 => Some(0),
-            0 => Some(8),
-            13 => Some(14),
-            14 => Some(13),
-            15 => Some(16),
-            16 => Some(15),
-            10 => Some(9),
-            9 => Some(10),
-            17 => Some(18),
-            18 => Some(17),
-            _ => None,
-        }
-    };
+    let counterpart = decode::icmp_counterpart(v6, icmp_type).map(u16::from);
     match counterpart {
         Some(c) => (u16::from(icmp_type), c, false),
         None => (u16::from(icmp_type), u16::from(code), true),
