@@ -88,6 +88,10 @@ struct AnalyzeArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Session workers (default: the cores there are). Sessions are sharded by address pair;
+    /// the output is the same as with 1.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Colour in the terminal summary.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
@@ -231,6 +235,10 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         tracker,
         progress: !args.no_progress,
         streams,
+        threads: args.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
     };
 
     let mut formats = Vec::new();

@@ -7,13 +7,15 @@
 //! before the error is still tracked, summarised and exported.
 
 use crate::analysis::CaptureSummary;
-use crate::capture::{CaptureReader, PacketSource};
+use crate::capture::{CaptureReader, LinkType, PacketSource, Timestamp};
 use crate::classify;
 use crate::config::TrackerConfig;
 use crate::decode;
 use crate::report::streams::SharedStreamWriter;
 use crate::session::{SessionRecord, SessionTracker};
 use std::path::PathBuf;
+
+pub mod parallel;
 
 /// What to analyse and how.
 #[derive(Debug, Clone)]
@@ -25,6 +27,9 @@ pub struct AnalyzeOptions {
     pub progress: bool,
     /// Reassemble TCP sessions and write their streams (`--write-streams`).
     pub streams: Option<StreamOutput>,
+    /// Session workers: 1 tracks on the reading thread; more shard sessions over that many
+    /// worker threads ([`parallel`]), with the same sessions as one.
+    pub threads: usize,
 }
 
 /// Where reassembled TCP streams go, and the memory each direction may hold ahead of a hole.
@@ -112,28 +117,17 @@ impl Analysis {
                 }
             };
             packets += 1;
-            let ts = packet.ts;
             self.summary.on_packet(&packet);
-            let tracker = &mut self.tracker;
             let summary = &mut self.summary;
-            let mut layers = 0u32;
-            let mut rejected = false;
-            let result = self
-                .decoder
-                .decode(ts, packet.link, packet.data, &mut |ip| {
-                    layers += 1;
-                    // A layer rejected for its checksum takes what it carries with it.
-                    if !rejected {
-                        rejected = !tracker
-                            .process(ts, ip, &mut |record| deliver(record, summary, on_session));
-                    }
-                });
-            if layers > 0 || self.decoder.held_fragment() {
-                self.summary.on_decoded();
-            }
-            if let Err(reason) = result {
-                self.summary.on_skip(reason);
-            }
+            let outcome = track_frame(
+                &mut self.decoder,
+                &mut self.tracker,
+                packet.ts,
+                packet.link,
+                packet.data,
+                &mut |record| deliver(record, summary, on_session),
+            );
+            self.summary.on_frame(outcome);
             if (packets.is_multiple_of(PROGRESS_EVERY_PACKETS) || source.progress_due())
                 && !on_progress(self.progress(source, packets))
             {
@@ -175,12 +169,20 @@ pub fn analyze(
     options: &AnalyzeOptions,
     on_session: &mut dyn FnMut(&SessionRecord),
 ) -> AnalyzeOutcome {
-    let mut analysis = Analysis::new(options.tracker.clone());
-    if let Some(streams) = &options.streams {
-        analysis
-            .tracker
-            .set_stream_sink(Box::new(streams.writer.clone()), streams.limit_bytes);
-    }
+    let mut analysis = if options.threads > 1 {
+        Engine::Many(Box::new(parallel::ParallelAnalysis::new(
+            options.tracker.clone(),
+            options.threads,
+            options.streams.clone(),
+        )))
+    } else {
+        let mut one = Analysis::new(options.tracker.clone());
+        if let Some(streams) = &options.streams {
+            one.tracker
+                .set_stream_sink(Box::new(streams.writer.clone()), streams.limit_bytes);
+        }
+        Engine::One(Box::new(one))
+    };
     let mut input_errors = Vec::new();
     let progress = progress_bar(options);
     let mut bytes_before = 0u64;
@@ -209,6 +211,74 @@ pub fn analyze(
     AnalyzeOutcome {
         summary,
         input_errors,
+    }
+}
+
+/// One table on the reading thread, or workers.
+enum Engine {
+    One(Box<Analysis>),
+    Many(Box<parallel::ParallelAnalysis>),
+}
+
+impl Engine {
+    fn feed<S: PacketSource>(
+        &mut self,
+        source: &mut S,
+        on_session: &mut dyn FnMut(&SessionRecord),
+        on_progress: &mut dyn FnMut(Progress) -> bool,
+    ) -> Result<(), String> {
+        match self {
+            Engine::One(a) => a.feed(source, on_session, on_progress),
+            Engine::Many(a) => a.feed(source, on_session, on_progress),
+        }
+    }
+
+    fn input_failed(&mut self, name: &str, message: String) {
+        match self {
+            Engine::One(a) => a.input_failed(name, message),
+            Engine::Many(a) => a.input_failed(name, message),
+        }
+    }
+
+    fn finish(self, on_session: &mut dyn FnMut(&SessionRecord)) -> CaptureSummary {
+        match self {
+            Engine::One(a) => a.finish(on_session),
+            Engine::Many(a) => a.finish(on_session),
+        }
+    }
+}
+
+/// What decoding one frame came to, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameOutcome {
+    /// At least one IP layer was found (or a fragment was kept for reassembly).
+    pub decoded: bool,
+    /// Why the frame, or a layer inside it, could not be decoded.
+    pub skipped: Option<decode::SkipReason>,
+}
+
+/// Decodes one frame and gives its IP layers to the tracker; sessions that end go to `emit`.
+/// The per-packet step shared by [`Analysis`] and the workers of [`parallel`].
+pub(crate) fn track_frame(
+    decoder: &mut decode::Decoder,
+    tracker: &mut SessionTracker,
+    ts: Timestamp,
+    link: LinkType,
+    data: &[u8],
+    emit: &mut impl FnMut(SessionRecord),
+) -> FrameOutcome {
+    let mut layers = 0u32;
+    let mut rejected = false;
+    let result = decoder.decode(ts, link, data, &mut |ip| {
+        layers += 1;
+        // A layer rejected for its checksum takes what it carries with it.
+        if !rejected {
+            rejected = !tracker.process(ts, ip, emit);
+        }
+    });
+    FrameOutcome {
+        decoded: layers > 0 || decoder.held_fragment(),
+        skipped: result.err(),
     }
 }
 

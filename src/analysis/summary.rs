@@ -195,6 +195,16 @@ impl CaptureSummary {
     }
 
     /// The current file ended after `packets` packets; `error` says why if it stopped early.
+    /// Counts what decoding one frame came to.
+    pub fn on_frame(&mut self, outcome: crate::pipeline::FrameOutcome) {
+        if outcome.decoded {
+            self.on_decoded();
+        }
+        if let Some(reason) = outcome.skipped {
+            self.on_skip(reason);
+        }
+    }
+
     pub fn on_file_end(&mut self, packets: u64, error: Option<String>) {
         if let Some(file) = self.files.last_mut() {
             file.packets = packets;

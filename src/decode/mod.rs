@@ -14,6 +14,7 @@ mod checksum;
 mod fragments;
 mod ip;
 mod link;
+mod shard;
 #[cfg(test)]
 mod tests;
 mod tunnel;
@@ -22,6 +23,7 @@ pub use checksum::{ChecksumVerdict, verify_checksums};
 use fragments::FragmentVerdict;
 pub use fragments::{FragmentReassembler, FragmentStats, MAX_FRAGMENTS_PER_DATAGRAM};
 pub use ip::{QuotedFlow, TcpFlags, Transport, icmp_counterpart, is_icmp_error, parse_quoted};
+pub use shard::{PacketParts, shard_key};
 
 use crate::capture::{LinkType, Timestamp};
 use crate::config::FragmentConfig;

@@ -493,6 +493,38 @@ impl SessionTracker {
         }
     }
 
+    /// Whether [`Self::process`] turns `packet` away for a bad checksum (it returns false
+    /// then), decided from the packet alone: with sessions on several threads, the reading
+    /// thread must know it to leave the layers inside such a packet out.
+    pub fn rejects_for_checksum(verify_checksums: bool, packet: &IpPacket<'_>) -> bool {
+        if !verify_checksums {
+            return false;
+        }
+        match decode::verify_checksums(packet) {
+            ChecksumVerdict::BadIpHeader => true,
+            ChecksumVerdict::BadTransport => {
+                let later_fragment = matches!(packet.transport, Transport::Other { .. })
+                    && packet.fragment.is_some_and(|f| f.offset > 0);
+                let header_cut = matches!(
+                    packet.transport,
+                    Transport::Tcp {
+                        header_cut: true,
+                        ..
+                    }
+                );
+                !later_fragment && !header_cut
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves the clock to `ts` (never back), ending the sessions whose timers expired by then.
+    /// A worker that tracks only some of the capture's sessions calls it with the capture's
+    /// time, so its sessions expire when they would have in one table.
+    pub fn advance_to(&mut self, ts: Timestamp, emit: &mut impl FnMut(SessionRecord)) {
+        self.advance_time(ts, emit);
+    }
+
     /// Ends every live session (end of capture), as Zeek does when it terminates.
     pub fn finish(&mut self, emit: &mut impl FnMut(SessionRecord)) {
         let mut slot = self.lru_head;

@@ -1,0 +1,153 @@
+//! Handing decoded IP packets to session workers on other threads.
+//!
+//! When sessions are tracked on several threads, the reading thread decodes every frame
+//! (link layers, tunnels, fragment reassembly) and each IP layer goes to the worker that
+//! [`shard_key`] names. The key hashes the layer's address pair, ordered so that both
+//! directions give the same key: a session's packets meet in one worker whichever tunnel or
+//! frame carried them, and a tunnel's own outer session meets all its frames. An ICMP error is
+//! keyed by the pair of the datagram it quotes, so that it meets the session it reports on.
+//!
+//! [`PacketParts`] is what crosses the thread: the layer's fixed fields, with its IP header and
+//! transport bytes copied beside it; [`PacketParts::rebuild`] gives the worker the same
+//! [`IpPacket`] the reading thread saw. Promise: pure functions, no allocation, never panic.
+
+use super::ip::{self, IpLayer};
+use super::{Fragment, IpPacket, TunnelKind};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
+
+/// The worker key of an IP layer: equal for the two directions of an address pair.
+pub fn shard_key(packet: &IpPacket<'_>) -> u64 {
+    match packet.transport.icmp_error_quote() {
+        Some(quoted) => pair_hash(quoted.src, quoted.dst),
+        None => pair_hash(packet.src, packet.dst),
+    }
+}
+
+fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
+    // Fixed seeds: a session goes to the same worker in every run.
+    let state =
+        ahash::RandomState::with_seeds(0x5e55_1075_c09e, 0x7e4d_1ca7_ed00, 0x00dd_ba11, 0xfee1);
+    let mut hasher = state.build_hasher();
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    low.hash(&mut hasher);
+    high.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// An [`IpPacket`]'s fields without its borrowed bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketParts {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub ip_len: u32,
+    pub ttl: u8,
+    pub fragment: Option<Fragment>,
+    pub depth: u8,
+    pub tunnel: Option<TunnelKind>,
+    pub l4_len: u32,
+}
+
+impl PacketParts {
+    pub fn of(packet: &IpPacket<'_>) -> Self {
+        PacketParts {
+            src: packet.src,
+            dst: packet.dst,
+            protocol: packet.protocol,
+            ip_len: packet.ip_len,
+            ttl: packet.ttl,
+            fragment: packet.fragment,
+            depth: packet.depth,
+            tunnel: packet.tunnel,
+            l4_len: packet.l4_len,
+        }
+    }
+
+    /// The packet again, over copies of its `ip_header` and `l4` bytes. `None` only if the
+    /// bytes are not those the parts were taken with (the transport no longer parses).
+    pub fn rebuild<'a>(&self, ip_header: &'a [u8], l4: &'a [u8]) -> Option<IpPacket<'a>> {
+        let layer = IpLayer {
+            src: self.src,
+            dst: self.dst,
+            protocol: self.protocol,
+            ip_len: self.ip_len,
+            ttl: self.ttl,
+            fragment: self.fragment,
+            l4,
+            l4_len: self.l4_len,
+            header: ip_header,
+        };
+        let transport = ip::parse_transport(&layer).ok()?;
+        Some(IpPacket {
+            src: self.src,
+            dst: self.dst,
+            protocol: self.protocol,
+            ip_len: self.ip_len,
+            ttl: self.ttl,
+            fragment: self.fragment,
+            depth: self.depth,
+            tunnel: self.tunnel,
+            transport,
+            l4,
+            l4_len: self.l4_len,
+            ip_header,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::LinkType;
+
+    fn ipv4_udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 30, 0, 0, 0, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 10, 0, 0, b'h', b'i']);
+        p
+    }
+
+    fn key_of(frame: &[u8]) -> u64 {
+        let mut key = None;
+        let _ = crate::decode::decode(LinkType::RAW, frame, &mut |p| {
+            key.get_or_insert(shard_key(p));
+        });
+        key.unwrap_or(0)
+    }
+
+    #[test]
+    fn both_directions_share_a_key() {
+        let a = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53);
+        let b = ipv4_udp([10, 0, 0, 2], [10, 0, 0, 1], 53, 1234);
+        assert_eq!(key_of(&a), key_of(&b));
+        let c = ipv4_udp([10, 0, 0, 3], [10, 0, 0, 1], 53, 1234);
+        assert_ne!(key_of(&a), key_of(&c));
+    }
+
+    #[test]
+    fn icmp_error_goes_with_the_datagram_it_quotes() {
+        let quoted = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53);
+        // Port unreachable from a router (10.0.0.254) to the sender, quoting the datagram.
+        let mut icmp = vec![
+            0x45, 0, 0, 58, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 254, 10, 0, 0, 1,
+        ];
+        icmp.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+        icmp.extend_from_slice(&quoted);
+        assert_eq!(key_of(&icmp), key_of(&quoted));
+    }
+
+    #[test]
+    fn rebuilt_packet_equals_the_original() {
+        let frame = ipv4_udp([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53);
+        let _ = crate::decode::decode(LinkType::RAW, &frame, &mut |p| {
+            let header = p.ip_header.to_vec();
+            let l4 = p.l4.to_vec();
+            let again = PacketParts::of(p).rebuild(&header, &l4);
+            assert_eq!(format!("{:?}", Some(*p)), format!("{again:?}"));
+        });
+    }
+}
