@@ -460,18 +460,32 @@ fn hidden_for_report(
 
 /// The hidden-session options, checked.
 fn hidden_options(args: &AnalyzeArgs) -> Result<HiddenOptions, String> {
-    let local_nets = args
-        .local_net
+    check_hidden_options(
+        &args.local_net,
+        args.min_score,
+        args.min_count,
+        args.allow_list.as_ref(),
+    )
+}
+
+/// `--local-net`, `--min-score`, `--min-count` and `--allow-list` (of `analyze` and `live`),
+/// checked.
+fn check_hidden_options(
+    local_net: &[String],
+    min_score: f64,
+    min_count: u64,
+    allow_list: Option<&PathBuf>,
+) -> Result<HiddenOptions, String> {
+    let local_nets = local_net
         .iter()
         .map(|n| Cidr::parse(n).map_err(|e| format!("--local-net: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    if !(0.0..=1.0).contains(&args.min_score) {
+    if !(0.0..=1.0).contains(&min_score) {
         return Err(format!(
-            "--min-score must be between 0 and 1, got {}",
-            args.min_score
+            "--min-score must be between 0 and 1, got {min_score}"
         ));
     }
-    let allow_list = match &args.allow_list {
+    let allow_list = match allow_list {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("--allow-list {}: {e}", path.display()))?;
@@ -481,8 +495,8 @@ fn hidden_options(args: &AnalyzeArgs) -> Result<HiddenOptions, String> {
     };
     Ok(HiddenOptions {
         local_nets,
-        min_score: args.min_score,
-        min_sessions: args.min_count,
+        min_score,
+        min_sessions: min_count,
         allow_list,
     })
 }
