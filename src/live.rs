@@ -550,3 +550,143 @@ impl StatusLine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Timestamp;
+    use crate::session::{
+        ConnState, DirectionStats, EndReason, Endpoint, History, Proto, ServiceEvidence, Uid,
+    };
+    use std::time::UNIX_EPOCH;
+
+    /// A UDP session from 10.0.0.1 to 10.0.0.2:`port` starting at `start_s`.
+    fn udp(port: u16, start_s: i64) -> SessionRecord {
+        SessionRecord {
+            uid: Uid::default(),
+            start: Timestamp::from_micros(start_s * 1_000_000),
+            last: Timestamp::from_micros(start_s * 1_000_000 + 1_000),
+            orig: Endpoint {
+                addr: "10.0.0.1".parse().unwrap(),
+                port: 50_000,
+            },
+            resp: Endpoint {
+                addr: "10.0.0.2".parse().unwrap(),
+                port,
+            },
+            proto: Proto::Udp,
+            ip_proto: 17,
+            orig_stats: DirectionStats::default(),
+            resp_stats: DirectionStats::default(),
+            conn_state: ConnState::S0,
+            history: History::default(),
+            missed_bytes: 0,
+            service: None,
+            service_evidence: ServiceEvidence::None,
+            end_reason: EndReason::Closed,
+            tunnel_depth: 0,
+            related_uid: None,
+            content: None,
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    const T0: u64 = 1_700_000_000;
+
+    #[test]
+    fn the_window_keeps_only_sessions_that_ended_within_it() {
+        let mut window = SessionWindow::new(Duration::from_secs(100), 1000);
+        // A timer every 10 s to port 4444, ending as it starts.
+        for i in 0..30u64 {
+            window.push(&udp(4444, (T0 + 10 * i) as i64), at(T0 + 10 * i));
+        }
+        // At T0+300 the last 100 s hold the sessions that ended at T0+200..=T0+290.
+        let report = window.analyse(at(T0 + 300), &HiddenOptions::default());
+        assert_eq!(window.len(), 10);
+        assert_eq!(report.sessions, 10);
+        let pattern = report.patterns.first().unwrap();
+        assert_eq!(pattern.kind.as_str(), "beacon");
+        assert_eq!(pattern.sessions, 10);
+        assert!((pattern.period_s.unwrap() - 10.0).abs() < 0.01);
+        assert_eq!(window.stats().capped_out, 0);
+        // Much later, nothing is left.
+        let report = window.analyse(at(T0 + 10_000), &HiddenOptions::default());
+        assert!(window.is_empty());
+        assert!(report.patterns.is_empty());
+    }
+
+    #[test]
+    fn the_cap_drops_the_oldest_and_says_how_many() {
+        let mut window = SessionWindow::new(Duration::from_secs(3600), 5);
+        for i in 0..8u64 {
+            window.push(&udp(4444, (T0 + i) as i64), at(T0 + i));
+        }
+        let stats = window.stats();
+        assert_eq!((stats.sessions, stats.cap, stats.capped_out), (5, 5, 3));
+        // The newest five remain.
+        let report = window.analyse(at(T0 + 8), &HiddenOptions::default());
+        assert_eq!(report.sessions, 5);
+    }
+
+    #[test]
+    fn content_reaches_the_analysis_as_it_does_for_files() {
+        let mut record = udp(53, T0 as i64);
+        record.content = Some(Box::new(crate::classify::content::ContentInfo {
+            service: "dns",
+            server_name: Some("updates.example".into()),
+            dns_query: Some("updates.example".into()),
+            dns_answers: vec!["192.0.2.7".into(), "not an address".into()],
+            ..Default::default()
+        }));
+        let kept = WindowedSession::new(&record, at(T0));
+        let facts = kept.facts();
+        assert_eq!(facts.dns_query, Some("updates.example"));
+        assert_eq!(facts.server_name, None);
+        assert_eq!(facts.dns_answers, ["192.0.2.7".parse::<IpAddr>().unwrap()]);
+        assert!(kept.record.content.is_none());
+    }
+
+    #[test]
+    fn hidden_files_are_named_after_their_sessions_file() {
+        assert_eq!(
+            hidden_file_name(Path::new("/x/sessions-20231114T221320Z.csv")),
+            "hidden-20231114T221320Z.csv"
+        );
+        assert_eq!(
+            hidden_file_name(Path::new("out/sessions-20231114T221320Z-2.csv")),
+            "hidden-20231114T221320Z-2.csv"
+        );
+    }
+
+    #[test]
+    fn the_window_is_at_least_the_rotation_period() {
+        let options = |rotation| LiveRunOptions {
+            capture: LiveOptions::default(),
+            tracker: TrackerConfig::default(),
+            out: None,
+            rotation,
+            community_id_seed: 0,
+            duration: None,
+            status_every: None,
+            hidden: HiddenOptions::default(),
+            hidden_window: Duration::from_secs(600),
+            hidden_window_cap: MAX_WINDOW_SESSIONS,
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            options(Rotation::Every(hour)).effective_hidden_window(),
+            hour
+        );
+        assert_eq!(
+            options(Rotation::Every(Duration::from_secs(60))).effective_hidden_window(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            options(Rotation::Size(1_000_000)).effective_hidden_window(),
+            Duration::from_secs(600)
+        );
+    }
+}
