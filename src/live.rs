@@ -17,6 +17,8 @@
 //! [`MAX_WINDOW_SESSIONS`] of them (the oldest go first; the summary says so). When a sessions
 //! file is complete (rotation or exit) the same [`HiddenAnalyzer`] as `analyze` runs over the
 //! window and `hidden-<time>.csv` is written beside `sessions-<time>.csv`, whole or not at all.
+//! At a rotation that runs on a thread of its own over a snapshot of the window (shared entries,
+//! nothing copied), so the capture goes on reading packets meanwhile; at exit, in line.
 
 use crate::analysis::CaptureSummary;
 use crate::analysis::hidden::{HiddenAnalyzer, HiddenOptions, HiddenReport, SessionFacts};
@@ -32,12 +34,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Exit status of a process ended by a second SIGINT/SIGTERM while the first was being handled.
 pub const EXIT_ON_SECOND_SIGNAL: i32 = 130;
 
-/// Most sessions the hidden-session window keeps (a few hundred bytes each: about 100 MB).
+/// Most sessions the hidden-session window keeps (about 300 bytes each: under 100 MB; while a
+/// rotation's analysis runs, the entries it holds may add as many again).
 pub const MAX_WINDOW_SESSIONS: usize = 250_000;
 
 /// The hidden-session window when none is asked for.
@@ -165,15 +169,41 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
         options.hidden_window_cap,
     ));
     let hidden_files: RefCell<Vec<PathBuf>> = RefCell::new(Vec::new());
+    let hidden_writer: RefCell<Option<JoinHandle<Result<PathBuf, String>>>> = RefCell::new(None);
+    // Collects the hidden file being written, waiting for it unless `only_if_done`.
+    let collect_hidden = |only_if_done: bool| {
+        let mut slot = hidden_writer.borrow_mut();
+        if only_if_done && !slot.as_ref().is_some_and(JoinHandle::is_finished) {
+            return;
+        }
+        let Some(handle) = slot.take() else { return };
+        match handle.join() {
+            Ok(Ok(path)) => hidden_files.borrow_mut().push(path),
+            Ok(Err(e)) => {
+                output_error.borrow_mut().get_or_insert(e);
+            }
+            Err(_) => {
+                output_error
+                    .borrow_mut()
+                    .get_or_insert("the hidden-session analysis failed".to_string());
+            }
+        }
+    };
     // A sessions file is complete: the window's hidden sessions go beside it.
     let on_rotation = |closed: &Path| {
-        let report = window
-            .borrow_mut()
-            .analyse(SystemTime::now(), &options.hidden);
-        match write_hidden(closed, &report) {
-            Ok(path) => hidden_files.borrow_mut().push(path),
+        collect_hidden(false);
+        let sessions = window.borrow_mut().snapshot(SystemTime::now());
+        let hidden = options.hidden.clone();
+        let closed = closed.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("hidden-sessions".into())
+            .spawn(move || write_hidden(&closed, &analyse(&sessions, hidden)));
+        match spawned {
+            Ok(handle) => *hidden_writer.borrow_mut() = Some(handle),
             Err(e) => {
-                output_error.borrow_mut().get_or_insert(e);
+                output_error
+                    .borrow_mut()
+                    .get_or_insert(format!("cannot start the hidden-session analysis: {e}"));
             }
         }
     };
@@ -210,6 +240,7 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
     let kernel_stats = source.kernel_stats_handle();
     let feed_result = {
         let mut on_progress = |now: Progress| {
+            collect_hidden(true);
             if let Some(writer) = &writer
                 && output_error.borrow().is_none()
             {
@@ -271,6 +302,7 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
             }
         }
     }
+    collect_hidden(false);
     // The last file's hidden sessions; also the summary's, with or without --out.
     let hidden = window
         .borrow_mut()
@@ -334,6 +366,7 @@ fn write_hidden(sessions_file: &Path, report: &HiddenReport) -> Result<PathBuf, 
     let dir = sessions_file.parent().unwrap_or(Path::new("."));
     let target = dir.join(hidden_file_name(sessions_file));
     let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", target.display());
+    // One hidden file is written at a time (a rotation first waits for the previous one's).
     let staging = staging_dir(dir);
     std::fs::create_dir_all(&staging).map_err(|e| fail(&e))?;
     let (written, _rows) = crate::report::hidden_csv::write(&staging, report).map_err(|e| {
@@ -421,12 +454,25 @@ impl WindowedSession {
     }
 }
 
+/// The hidden-session analysis of `sessions`, as `analyze` does it.
+fn analyse(sessions: &[Arc<WindowedSession>], options: HiddenOptions) -> HiddenReport {
+    let mut analyzer = HiddenAnalyzer::new(options);
+    // Row tags are for labelling sessions.csv rows, which live runs write as they end.
+    let mut tag = Vec::new();
+    for session in sessions {
+        tag.clear();
+        analyzer.observe(&session.facts(), &mut tag);
+    }
+    analyzer.finish()
+}
+
 /// The sessions that ended in the last `span`, in end order, at most `cap` of them.
 #[derive(Debug)]
 pub struct SessionWindow {
     span: Duration,
     cap: usize,
-    sessions: VecDeque<WindowedSession>,
+    /// Shared with the analysis of a rotation still running.
+    sessions: VecDeque<Arc<WindowedSession>>,
     capped_out: u64,
 }
 
@@ -446,20 +492,19 @@ impl SessionWindow {
         if self.sessions.len() >= self.cap && self.sessions.pop_front().is_some() {
             self.capped_out += 1;
         }
-        self.sessions.push_back(WindowedSession::new(record, ended));
+        self.sessions
+            .push_back(Arc::new(WindowedSession::new(record, ended)));
     }
 
     /// The hidden-session analysis of the sessions that ended in the `span` before `now`.
     pub fn analyse(&mut self, now: SystemTime, options: &HiddenOptions) -> HiddenReport {
+        analyse(&self.snapshot(now), options.clone())
+    }
+
+    /// The sessions that ended in the `span` before `now`, for an analysis elsewhere.
+    fn snapshot(&mut self, now: SystemTime) -> Vec<Arc<WindowedSession>> {
         self.forget_before(now);
-        let mut analyzer = HiddenAnalyzer::new(options.clone());
-        // Row tags are for labelling sessions.csv rows, which live runs write as they end.
-        let mut tag = Vec::new();
-        for session in &self.sessions {
-            tag.clear();
-            analyzer.observe(&session.facts(), &mut tag);
-        }
-        analyzer.finish()
+        self.sessions.iter().cloned().collect()
     }
 
     /// Sessions in the window now.
