@@ -71,6 +71,9 @@ cleanup() {
 
 in_cli() { ip netns exec "$CLI" "$@"; }
 in_srv() { ip netns exec "$SRV" "$@"; }
+# For daemons started with `&`: exec, so that `$!` is the daemon itself and stop_bg ends it.
+bg_cli() { exec ip netns exec "$CLI" "$@"; }
+bg_srv() { exec ip netns exec "$SRV" "$@"; }
 
 setup_network() {
     ip netns add "$CLI"
@@ -152,7 +155,7 @@ acquisitionport 53301
 server $SRV4 iburst maxsamples 3
 EOF
     # -x: never touch the clock.
-    in_srv chronyd -x -d -u root -f "$WORK/chrony-server.conf" >/dev/null 2>&1 &
+    bg_srv chronyd -x -d -u root -f "$WORK/chrony-server.conf" >/dev/null 2>&1 &
     local server=$!
     wait_listening 123 udp
     start_capture content-ntp.pcap
@@ -164,7 +167,7 @@ EOF
 
 capture_dhcp() {
     echo "content-dhcp.pcap: udhcpc -x hostname:sessionscope-client -V sessionscope-vendor/1.0 -> dnsmasq"
-    in_srv dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --bind-interfaces \
+    bg_srv dnsmasq --keep-in-foreground --port=0 --no-resolv --no-hosts --bind-interfaces \
         --interface=srv0 --except-interface=lo --no-ping \
         --dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,1h \
         --dhcp-host=02:00:00:00:00:01,192.0.2.100 --dhcp-leasefile="$WORK/leases" \
@@ -202,18 +205,18 @@ capture_mdns() {
     # Each daemon gets a private /run/avahi-daemon (its pid file) in its own mount namespace;
     # the client's talks to avahi-resolve over a private system bus.
     start_capture content-mdns.pcap
-    in_srv unshare -m sh -c "mount -t tmpfs tmpfs /run/avahi-daemon &&
+    bg_srv unshare -m sh -c "mount -t tmpfs tmpfs /run/avahi-daemon &&
         exec avahi-daemon --no-chroot --no-rlimits -f $WORK/avahi-server.conf" \
         >/dev/null 2>&1 &
     local server=$!
     # Let the server finish probing and announcing, so the client has nothing cached.
     sleep 5
     local bus="unix:path=$WORK/dbus/socket"
-    in_cli dbus-daemon --config-file=/usr/share/dbus-1/system.conf --address="$bus" \
+    bg_cli dbus-daemon --config-file=/usr/share/dbus-1/system.conf --address="$bus" \
         --nofork --nopidfile >/dev/null 2>&1 &
     local dbus=$!
     sleep 0.5
-    in_cli env DBUS_SYSTEM_BUS_ADDRESS="$bus" unshare -m sh -c \
+    bg_cli env DBUS_SYSTEM_BUS_ADDRESS="$bus" unshare -m sh -c \
         "mount -t tmpfs tmpfs /run/avahi-daemon &&
         exec avahi-daemon --no-chroot --no-rlimits -f $WORK/avahi-client.conf" \
         >/dev/null 2>&1 &
@@ -230,7 +233,7 @@ capture_mdns() {
 
 capture_llmnr() {
     echo "content-llmnr.pcap: llmnr-query -T A -d 4660 sessionscope-srv -> llmnrd -H sessionscope-srv"
-    in_srv llmnrd -H sessionscope-srv -i srv0 >/dev/null 2>&1 &
+    bg_srv llmnrd -H sessionscope-srv -i srv0 >/dev/null 2>&1 &
     local server=$!
     wait_listening 5355 udp
     start_capture content-llmnr.pcap
@@ -269,7 +272,7 @@ EOF
    private dir = $WORK/smb/client
 EOF
     start_capture content-netbios.pcap
-    in_srv nmbd -F --debug-stdout -s "$WORK/smb/server.conf" >/dev/null 2>&1 &
+    bg_srv nmbd -F --debug-stdout -s "$WORK/smb/server.conf" >/dev/null 2>&1 &
     local server=$!
     wait_listening 137 udp
     # nmbd registers its names by broadcast (three tries, 2 s apart) before it answers.
@@ -296,7 +299,7 @@ allow 1024-65535 192.0.2.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
 EOF
     start_capture content-ssdp.pcap
-    in_srv miniupnpd -d -4 -f "$WORK/miniupnpd.conf" -P "$WORK/miniupnpd.pid" \
+    bg_srv miniupnpd -d -4 -f "$WORK/miniupnpd.conf" -P "$WORK/miniupnpd.pid" \
         >/dev/null 2>&1 &
     local server=$!
     wait_listening 5000
@@ -352,7 +355,7 @@ EOF
 capture_mail() {
     echo "content-imap.pcap, content-pop3.pcap, content-starttls.pcap: curl -> dovecot"
     setup_dovecot
-    in_srv dovecot -F -c "$WORK/dovecot/dovecot.conf" >/dev/null 2>&1 &
+    bg_srv dovecot -F -c "$WORK/dovecot/dovecot.conf" >/dev/null 2>&1 &
     local server=$!
     wait_listening 143
     wait_listening 110
