@@ -1119,7 +1119,9 @@ fn compare_capture(capture: &str, zeek_conns: &[ZeekConn], run: Option<&Run>) ->
             .collect();
         if !zeek_services.is_empty() {
             tally.zeek_service_named += 1;
-            let same = zeek_services.contains(&ours.service.as_str());
+            // Ours can list several too (`imap,ssl` after STARTTLS): each must be in Zeek's.
+            let same = !ours.service.is_empty()
+                && ours.service.split(',').all(|s| zeek_services.contains(&s));
             if zeek_services.iter().any(|s| SUPPORTED_SERVICES.contains(s)) {
                 tally.zeek_supported_service += 1;
                 tally.same_supported_service += u64::from(same);
