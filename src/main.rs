@@ -337,6 +337,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     {
         output_error = Some(format!("hidden.csv: {e}"));
     }
+    if let Some(dir) = &args.out
+        && output_error.is_none()
+        && let Err(e) = report::hidden_export::write_formats(dir, &hidden, &formats)
+    {
+        output_error = Some(format!("hidden patterns: {e}"));
+    }
     if let (Some(dir), Some(data)) = (&args.out, &report_data)
         && let Err(e) = report::html::write_report(dir, &outcome.summary, data)
     {

@@ -154,7 +154,7 @@ impl Object<'_> {
 
 /// Microseconds as a JSON number of seconds, the shortest exact form ("1.5", "3.0"), as
 /// Zeek's writer shows a time or interval.
-fn seconds(micros: i64) -> String {
+pub(crate) fn seconds(micros: i64) -> String {
     let sign = if micros < 0 { "-" } else { "" };
     let abs = micros.unsigned_abs();
     let frac = format!("{:06}", abs % 1_000_000);

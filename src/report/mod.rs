@@ -14,6 +14,7 @@ pub mod csv;
 pub mod data;
 pub mod export;
 pub mod hidden_csv;
+pub mod hidden_export;
 pub mod html;
 pub mod jsonl;
 pub mod order;
