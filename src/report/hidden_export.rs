@@ -352,6 +352,7 @@ mod tests {
             score: 0.876,
             reason: "periodic: 41 sessions every 30.0 s, jitter 3%".into(),
             allowed: false,
+            starts_nanos: Vec::new(),
         }
     }
 
