@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sessionscope::analysis::hidden::{
-    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, HiddenReport, Initiator, SessionFacts,
+    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, Initiator, SessionFacts,
 };
 use sessionscope::config::{FragmentConfig, ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
@@ -325,7 +325,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     }
     if let Some(data) = report_data.as_mut() {
-        data.hidden = Some(hidden_for_report(
+        data.hidden = Some(report::data::HiddenAnalysis::from_report(
             &hidden,
             user_sessions,
             technology_sessions,
@@ -336,6 +336,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         && let Err(e) = report::hidden_csv::write(dir, &hidden)
     {
         output_error = Some(format!("hidden.csv: {e}"));
+    }
+    if let Some(dir) = &args.out
+        && output_error.is_none()
+        && let Err(e) = report::hidden_export::write_formats(dir, &hidden, &formats)
+    {
+        output_error = Some(format!("hidden patterns: {e}"));
     }
     if let (Some(dir), Some(data)) = (&args.out, &report_data)
         && let Err(e) = report::html::write_report(dir, &outcome.summary, data)
@@ -412,50 +418,6 @@ fn row_start(row: &[u8]) -> Option<sessionscope::capture::Timestamp> {
     Some(sessionscope::capture::Timestamp::from_micros(
         secs.checked_mul(1_000_000)?.checked_add(micros)?,
     ))
-}
-
-/// What the HTML report shows of the hidden-session analysis: the patterns hidden.csv lists.
-fn hidden_for_report(
-    hidden: &HiddenReport,
-    user_sessions: u64,
-    technology_sessions: u64,
-) -> report::data::HiddenAnalysis {
-    let destination = |p: &sessionscope::analysis::hidden::HiddenPattern| match &p.name {
-        Some(name) => format!("{name} ({})", p.dest),
-        None => p.dest.to_string(),
-    };
-    let shown: Vec<_> = hidden.shown().collect();
-    report::data::HiddenAnalysis {
-        user_sessions,
-        technology_sessions,
-        groups: shown
-            .iter()
-            .map(|p| report::data::HiddenGroup {
-                host: p.host.to_string(),
-                destination: destination(p),
-                service: p.service.clone(),
-                reasons: vec![p.reason.clone()],
-                sessions: p.sessions,
-                ip_bytes: p.orig_bytes.saturating_add(p.resp_bytes),
-                first: p.first,
-                last: p.last,
-            })
-            .collect(),
-        patterns: shown
-            .iter()
-            .filter_map(|p| {
-                p.period_s.map(|period| report::data::PeriodicPattern {
-                    host: p.host.to_string(),
-                    destination: destination(p),
-                    service: p.service.clone(),
-                    sessions: p.sessions,
-                    period_secs: period,
-                    // The analysis keeps robust statistics, not every interval.
-                    intervals_secs: Vec::new(),
-                })
-            })
-            .collect(),
-    }
 }
 
 /// The hidden-session options, checked.
