@@ -311,6 +311,7 @@ fn classify_session(data: &[u8]) {
         tunnel_depth: 0,
         related_uid: None,
         content: None,
+        anomalies: Default::default(),
     };
     classify::classify(&mut record);
     assert_eq!(

@@ -345,6 +345,7 @@ pub(crate) mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 
