@@ -253,7 +253,10 @@ impl Anomalies {
             ("rexmit_inconsistency", self.rexmit_inconsistency),
             ("fragment_overlap", self.fragment_overlap),
             ("fragment_inconsistency", self.fragment_inconsistency),
-            ("fragment_size_inconsistency", self.fragment_size_inconsistency),
+            (
+                "fragment_size_inconsistency",
+                self.fragment_size_inconsistency,
+            ),
             ("fragment_ttl_change", self.fragment_ttl_change),
             ("ttl_change", self.ttl_change),
             ("rst_out_of_window", self.rst_out_of_window),
@@ -272,7 +275,10 @@ impl Anomalies {
         let pairs = [
             (&mut self.rexmit_inconsistency, other.rexmit_inconsistency),
             (&mut self.fragment_overlap, other.fragment_overlap),
-            (&mut self.fragment_inconsistency, other.fragment_inconsistency),
+            (
+                &mut self.fragment_inconsistency,
+                other.fragment_inconsistency,
+            ),
             (
                 &mut self.fragment_size_inconsistency,
                 other.fragment_size_inconsistency,

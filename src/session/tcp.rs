@@ -8,9 +8,9 @@
 //! Everything here is plain arithmetic on fixed-size state, no panics; the only allocation is
 //! the reassembler's bounded buffer for bytes that arrive ahead of a hole.
 
-use super::{Anomalies, ConnState};
 use super::history::{History, Mark, ScaledCounter};
 use super::reassembly::{StreamReassembler, StreamStats};
+use super::{Anomalies, ConnState};
 use crate::decode::TcpFlags;
 
 /// Zeek's endpoint states.
@@ -491,8 +491,8 @@ impl TcpSession {
     /// What the session showed so far, the reassemblers' overlap conflicts included.
     pub(crate) fn anomalies(&self) -> Anomalies {
         let mut all = self.anomalies;
-        let conflicts = self.orig.stream.stats().overlap_conflicts
-            + self.resp.stream.stats().overlap_conflicts;
+        let conflicts =
+            self.orig.stream.stats().overlap_conflicts + self.resp.stream.stats().overlap_conflicts;
         all.rexmit_inconsistency = u32::try_from(conflicts).unwrap_or(u32::MAX);
         all
     }
@@ -773,6 +773,18 @@ impl TcpSession {
     /// A connection attempt that got no answer (Zeek's attempt timer removes it after 5 s).
     pub(crate) fn is_unanswered_attempt(&self) -> bool {
         matches!(self.orig.state, St::SynSent | St::SynAckSent) && self.resp.state == St::Inactive
+    }
+
+    /// Whether a SYN without ACK from the responder (`from_orig` false) meets the originator's
+    /// unanswered SYN: both sides opening at once. Zeek then starts a new session (its
+    /// SYN_seq_jump); the old one records the simultaneous open.
+    pub(crate) fn is_simultaneous_open(&self, flags: TcpFlags, from_orig: bool) -> bool {
+        flags.syn() && !flags.ack() && !from_orig && self.orig.state == St::SynSent
+    }
+
+    /// Counts a simultaneous open seen by the tracker (see [`Self::is_simultaneous_open`]).
+    pub(crate) fn note_simultaneous_open(&mut self) {
+        self.anomalies.simultaneous_open = self.anomalies.simultaneous_open.saturating_add(1);
     }
 
     /// Zeek's rule for a SYN that arrives on an existing session: does it start a new one?

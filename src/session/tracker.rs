@@ -317,9 +317,21 @@ impl SessionTracker {
 
         let mut slot = self.index.get(&key).copied();
         if let (Some(s), Transport::Tcp { flags, seq, .. }) = (slot, packet.transport) {
-            let reuse = match self.session(s).map(|sess| &sess.state) {
-                Some(ProtoState::Tcp(tcp)) => tcp.is_reuse(flags, seq, tcp.close_complete),
-                _ => false,
+            let reuse = match self.slots.get_mut(s as usize).and_then(Option::as_mut) {
+                Some(sess) => {
+                    let from_orig = sess.orig == src;
+                    match &mut sess.state {
+                        ProtoState::Tcp(tcp) => {
+                            let reuse = tcp.is_reuse(flags, seq, tcp.close_complete);
+                            if reuse && tcp.is_simultaneous_open(flags, from_orig) {
+                                tcp.note_simultaneous_open();
+                            }
+                            reuse
+                        }
+                        ProtoState::Datagram => false,
+                    }
+                }
+                None => false,
             };
             if reuse {
                 self.finish_slot(s, EndReason::PortReuse, emit);
