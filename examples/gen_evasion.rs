@@ -15,8 +15,6 @@
 //!
 //! `cargo run --example gen_evasion [DIR]` (default sample-captures); `--list` prints the cases.
 
-#![allow(dead_code)]
-
 use std::net::IpAddr;
 
 pub const SERVER_PORT: u16 = 8080;
@@ -126,7 +124,10 @@ fn original(len: usize) -> Vec<u8> {
 
 /// The overlap shapes: the original piece O and the conflicting piece C (offsets in the
 /// stream for TCP, in the IP payload for fragments; all multiples of 8, beyond the TCP header).
-pub const SHAPES: [(&str, (usize, usize), (usize, usize)); 5] = [
+/// A byte range `[start, end)`.
+type Range = (usize, usize);
+
+pub const SHAPES: [(&str, Range, Range); 5] = [
     ("inside", (32, 56), (40, 48)),
     ("covering", (32, 56), (24, 64)),
     ("head", (32, 56), (24, 40)),
@@ -801,7 +802,7 @@ fn ip_packet(
             h.extend(ip_bytes(dst));
             if let Some((offset, more)) = fragment {
                 h.extend_from_slice(&[6, 0]);
-                h.extend_from_slice(&((offset / 8) as u16 * 8 | u16::from(more)).to_be_bytes());
+                h.extend_from_slice(&(((offset / 8) as u16 * 8) | u16::from(more)).to_be_bytes());
                 h.extend_from_slice(&id.to_be_bytes());
             }
             h.extend_from_slice(payload);
@@ -867,6 +868,7 @@ pub fn pcap_bytes(file: &str) -> Vec<u8> {
 
 pub const FILES: [(&str, &str); 2] = [("tcp", "evasion-tcp.pcap"), ("frag", "evasion-frag.pcap")];
 
+#[allow(dead_code)] // Also compiled into tests/evasion.rs, which has its own tests.
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {

@@ -44,7 +44,7 @@ fn analyze(file: &str) -> Run {
     assert!(output.status.success(), "{output:?}");
     let mut reader = csv::Reader::from_path(out.join("sessions.csv")).unwrap();
     let headers = reader.headers().unwrap().clone();
-    assert_eq!(headers.iter().last(), Some("anomalies"));
+    assert_eq!(headers.iter().next_back(), Some("anomalies"));
     let rows = reader
         .records()
         .map(|r| {
