@@ -51,10 +51,6 @@ fn is_broadcast(addr: IpAddr) -> bool {
     }
 }
 
-/// Bytes a TCP direction may hold ahead of a hole so that the content classifier still sees a
-/// protocol's opening messages in order when they arrive out of order.
-const CONTENT_REORDER_BYTES: usize = 16 * 1024;
-
 /// Responder ports where Zeek's DNS analyzer, and with it the DNS session timer, applies.
 const DNS_PORTS_UDP: [u16; 4] = [53, 137, 5353, 5355];
 
@@ -577,7 +573,7 @@ impl SessionTracker {
                     tcp.keep_content(out.limit_bytes);
                 } else if self.config.classify_content {
                     // Enough to hold a protocol's opening messages when they arrive out of order.
-                    tcp.keep_content(CONTENT_REORDER_BYTES);
+                    tcp.keep_content(self.config.content_reorder_bytes);
                 }
                 ProtoState::Tcp(tcp)
             }
