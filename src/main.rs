@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sessionscope::analysis::hidden::{
     AllowList, Cidr, HiddenAnalyzer, HiddenOptions, Initiator, SessionFacts,
 };
-use sessionscope::config::{FragmentConfig, ServerPorts, TrackerConfig};
+use sessionscope::config::{FragmentConfig, MemoryBudget, ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
 use sessionscope::report;
 use std::io::{IsTerminal, Write};
@@ -68,9 +68,9 @@ struct AnalyzeArgs {
     #[arg(long, value_name = "DIR")]
     write_streams: Option<PathBuf>,
     /// Bytes each TCP direction may hold ahead of a hole when reassembling; beyond it the
-    /// stream is truncated (bytes skipped, and said so).
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
-    stream_memory: usize,
+    /// stream is truncated (bytes skipped, and said so). Default 1 MiB, or --memory's share.
+    #[arg(long, value_name = "BYTES")]
+    stream_memory: Option<usize>,
     /// Our hosts (CIDR, repeatable or comma-separated): hidden patterns are reported for
     /// originators inside these ranges, and their broadcast addresses count as broadcast.
     #[arg(long = "local-net", value_name = "CIDR", value_delimiter = ',')]
@@ -101,8 +101,14 @@ struct AnalyzeArgs {
 #[derive(clap::Args, Debug)]
 struct TrackerArgs {
     /// Most sessions tracked at once; beyond it the longest idle session is ended early.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-    max_sessions: usize,
+    /// Default 1,000,000, or --memory's share.
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+    /// One memory budget in MiB for sessions and their reassembly buffers (3/4), IP fragments
+    /// (1/8) and sessions.csv's sort buffer (1/8); explicit --max-sessions, --stream-memory
+    /// and --frag-memory still win. See docs/hostile-input.md.
+    #[arg(long, value_name = "MIB")]
+    memory: Option<usize>,
     /// Seconds without a packet after which a TCP session ends (Zeek: 300).
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     tcp_inactivity: f64,
@@ -129,8 +135,9 @@ struct TrackerArgs {
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     frag_timeout: f64,
     /// Most memory, in MiB, held for incomplete IP datagrams; beyond it the oldest are given up.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    frag_memory: usize,
+    /// Default 64, or --memory's share.
+    #[arg(long, value_name = "MIB")]
+    frag_memory: Option<usize>,
     /// Verify IP/TCP/UDP/ICMP checksums and leave bad packets out of sessions, as Zeek does
     /// without -C (off: offloading hosts record their own packets with wrong checksums).
     #[arg(long)]
@@ -188,6 +195,17 @@ impl TrackerArgs {
     fn config(&self) -> Result<TrackerConfig, (u8, String)> {
         let args = self;
         let usage = |m: String| (2u8, m);
+        let budget = args.memory.map(MemoryBudget::split);
+        let defaults = TrackerConfig::default();
+        let max_sessions = args
+            .max_sessions
+            .or(budget.map(|b| b.max_sessions))
+            .unwrap_or(defaults.max_sessions);
+        let frag_bytes = match (args.frag_memory, budget) {
+            (Some(mib), _) => mib.saturating_mul(1 << 20),
+            (None, Some(b)) => b.fragment_bytes,
+            (None, None) => defaults.fragments.max_bytes,
+        };
         Ok(TrackerConfig {
             tcp_inactivity: seconds(args.tcp_inactivity, "tcp-inactivity").map_err(usage)?,
             udp_inactivity: seconds(args.udp_inactivity, "udp-inactivity").map_err(usage)?,
@@ -197,16 +215,18 @@ impl TrackerArgs {
             tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
             dns_session_timeout: seconds(args.dns_session_timeout, "dns-session-timeout")
                 .map_err(usage)?,
-            max_sessions: args.max_sessions.max(1),
+            max_sessions: max_sessions.max(1),
             verify_checksums: args.verify_checksums,
             server_ports: ServerPorts::parse(&args.server_ports)
                 .map_err(|e| usage(format!("--server-ports: {e}")))?,
             classify_content: !args.no_content,
             fragments: FragmentConfig {
                 timeout: seconds(args.frag_timeout, "frag-timeout").map_err(usage)?,
-                max_bytes: args.frag_memory.saturating_mul(1 << 20),
+                max_bytes: frag_bytes,
                 ..FragmentConfig::default()
             },
+            content_reorder_bytes: budget
+                .map_or(defaults.content_reorder_bytes, |b| b.stream_bytes),
         })
     }
 }
@@ -221,7 +241,13 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
                     format!("{}: cannot write streams: {e}", dir.display()),
                 )
             })?,
-            limit_bytes: args.stream_memory,
+            limit_bytes: args
+                .stream_memory
+                .or(args
+                    .tracker
+                    .memory
+                    .map(|m| MemoryBudget::split(m).stream_bytes))
+                .unwrap_or(1 << 20),
         }),
         None => None,
     };
@@ -244,27 +270,34 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     }
 
-    let mut csv = match &args.out {
-        Some(dir) => Some(
-            std::fs::create_dir_all(dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    report::SessionCsvWriter::create_formats(
-                        dir,
-                        &report::CsvOptions::default(),
-                        &formats,
-                    )
+    let mut csv =
+        match &args.out {
+            Some(dir) => Some(
+                std::fs::create_dir_all(dir)
                     .map_err(|e| e.to_string())
-                })
-                .map_err(|e| {
-                    (
-                        exit::OUTPUT_ERROR,
-                        format!("{}: cannot write sessions.csv: {e}", dir.display()),
-                    )
-                })?,
-        ),
-        None => None,
-    };
+                    .and_then(|()| {
+                        report::SessionCsvWriter::create_formats(
+                            dir,
+                            &report::CsvOptions {
+                                max_rows_in_memory: args.tracker.memory.map_or(
+                                    report::CsvOptions::default().max_rows_in_memory,
+                                    |m| MemoryBudget::split(m).order_rows,
+                                ),
+                                ..report::CsvOptions::default()
+                            },
+                            &formats,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| {
+                        (
+                            exit::OUTPUT_ERROR,
+                            format!("{}: cannot write sessions.csv: {e}", dir.display()),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
     let mut output_error: Option<String> = None;
     let mut report_data = args.out.as_ref().map(|_| report::ReportData::new());
     let mut hidden = HiddenAnalyzer::new(hidden_options);

@@ -442,6 +442,7 @@ pub(crate) mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 
