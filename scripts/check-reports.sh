@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Checks the HTML report and the exports as other tools see them (run by .ci/run):
 #  - DuckDB (its Python package) reads sessions.parquet and sessions.jsonl: the same rows, byte
-#    sums, order and start times as sessions.csv, and Parquet's real types;
+#    sums, order and start times as sessions.csv, the same content values (server_name, DNS
+#    answers, HTTP status) and initiator counts, and Parquet's real types; hidden.parquet and
+#    hidden.jsonl hold hidden.csv's rows;
 #  - headless Chromium (Debian's package) opens report.html: no script errors, the timeline and
-#    the tables render with the counts sessions.csv implies; a screenshot is saved;
+#    the tables render with the counts sessions.csv implies, each periodic pattern of hidden.csv
+#    has its interval plot (an <svg> in its row; the sample captures have some); a screenshot
+#    is saved;
 #  - a generated capture of 1,000,000 sessions gives a report.html under REPORT_MAX_BYTES that
 #    opens within REPORT_MAX_SECONDS, measured in this run.
 # Installs chromium and duckdb when missing (as root, like CI). Set BIG=0 to skip the big one.
@@ -29,7 +33,8 @@ rm -rf "$work/samples"
 "$bin" analyze sample-captures/*.pcap sample-captures/*.pcapng --out "$work/samples" \
   --format csv,jsonl,parquet --no-progress >/dev/null
 python3 scripts/check_reports.py exports "$work/samples"
-python3 scripts/check_reports.py page "$work/samples" --screenshot "$work/report-screenshot.png" --expect-hidden available
+python3 scripts/check_reports.py page "$work/samples" --screenshot "$work/report-screenshot.png" --expect-hidden available \
+  --expect-plots 1
 
 echo "== one sample capture alone"
 rm -rf "$work/one"

@@ -2,11 +2,15 @@
 """Checks sessionscope's exports and HTML report as other tools see them.
 
     check_reports.py exports DIR              DuckDB reads DIR/sessions.{csv,jsonl,parquet}:
-                                              same rows, same byte sums, real Parquet types
+                                              same rows, byte sums, content and initiator
+                                              counts, real Parquet types; and
+                                              DIR/hidden.{csv,jsonl,parquet}: same rows
     check_reports.py page DIR [--screenshot PNG] [--expect-hidden available|unavailable]
-                                              headless Chromium opens DIR/report.html: no
+                          [--expect-plots N]  headless Chromium opens DIR/report.html: no
                                               script errors, the timeline and tables render
-                                              with the counts sessions.csv implies
+                                              with the counts sessions.csv implies, every
+                                              periodic pattern of hidden.csv has its interval
+                                              plot, at least N of them on the first page
     check_reports.py big DIR --max-bytes N --max-seconds S
                                               the same page check on a big capture, plus its
                                               size and opening time against the stated limits
@@ -72,8 +76,79 @@ def exports(d):
     """).fetchone()[0]
     if diff:
         fail(f"{diff} rows differ between the formats (order, uid, ts or endpoints)")
+    content(con, d)
+    hidden_exports(con, d)
     print(f"exports OK: {want[0]} sessions in csv, parquet and jsonl agree")
     return want[0]
+
+
+JSONL = "read_json('{}', format='newline_delimited', sample_size=-1)"
+
+
+def content(con, d):
+    """The content and label columns agree between the formats (Zeek's names in JSON lines)."""
+    csv_src = f"read_csv('{d}/sessions.csv', header=true, all_varchar=true)"
+    pq_src = f"read_parquet('{d}/sessions.parquet')"
+    js_src = JSONL.format(f"{d}/sessions.jsonl")
+    js_cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {js_src}").fetchall()}
+
+    def js(name):
+        # A key no line has is no column at all: count it as none.
+        return f'"{name}"' if name in js_cols else "NULL"
+
+    # Non-empty server_name; answers in dns_answers (space-separated in the CSV, lists
+    # elsewhere); http_status summed; sessions per initiator.
+    q_csv = (f"SELECT count(server_name), coalesce(sum(len(string_split(dns_answers, ' '))), 0), "
+             f"coalesce(sum(http_status::BIGINT), 0) FROM {csv_src}")
+    q_pq = (f"SELECT count(server_name), coalesce(sum(len(dns_answers)), 0), "
+            f"coalesce(sum(http_status), 0) FROM {pq_src}")
+    q_js = (f"SELECT count({js('server_name')}), coalesce(sum(len({js('dns.answers')})), 0), "
+            f"coalesce(sum({js('http.status_code')}), 0) FROM {js_src}")
+    want, got_pq, got_js = (tuple(con.execute(q).fetchone()) for q in (q_csv, q_pq, q_js))
+    print(f"server_name, dns answers, http_status sum: csv {want}, parquet {got_pq}, jsonl {got_js}")
+    if got_pq != want or got_js != want:
+        fail("content columns differ between sessions.csv, sessions.parquet and sessions.jsonl")
+    labels = "SELECT coalesce(initiator, '') AS i, count(*) FROM {} GROUP BY ALL ORDER BY i"
+    want = con.execute(labels.format(csv_src)).fetchall()
+    got_pq = con.execute(labels.format(pq_src)).fetchall()
+    got_js = con.execute(labels.format(js_src) if "initiator" in js_cols else
+                         f"SELECT '' AS i, count(*) FROM {js_src}").fetchall()
+    print(f"initiator counts: csv {want}, parquet {got_pq}, jsonl {got_js}")
+    if got_pq != want or got_js != want:
+        fail("initiator counts differ between sessions.csv, sessions.parquet and sessions.jsonl")
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {pq_src})").fetchall())
+    for col, t in [("http_status", "INTEGER"), ("ntp_version", "INTEGER"), ("dns_answers", "VARCHAR[]"),
+                   ("tls_alpn", "VARCHAR[]"), ("server_name", "VARCHAR"), ("initiator", "VARCHAR")]:
+        if types.get(col) != t:
+            fail(f"Parquet column {col} is {types.get(col)}, expected {t}")
+    if len(types) != 49:
+        fail(f"sessions.parquet has {len(types)} columns, sessions.csv 49")
+
+
+def hidden_exports(con, d):
+    """hidden.parquet and hidden.jsonl, when written, hold hidden.csv's rows."""
+    path = os.path.join(d, "hidden.csv")
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = sum(1 for _ in csv.reader(f)) - 1
+    sessions = con.execute(f"SELECT coalesce(sum(sessions), 0) FROM read_csv('{path}', header=true)").fetchone()[0]
+    for name, src in [("hidden.parquet", f"read_parquet('{d}/hidden.parquet')"),
+                      ("hidden.jsonl", JSONL.format(f"{d}/hidden.jsonl"))]:
+        if not os.path.exists(os.path.join(d, name)):
+            fail(f"{name} missing beside hidden.csv")
+        if name.endswith(".jsonl") and os.path.getsize(os.path.join(d, name)) == 0:
+            got = (0, 0)  # no patterns: no lines (DuckDB cannot guess columns from nothing)
+        else:
+            got = tuple(con.execute(f"SELECT count(*), coalesce(sum(sessions), 0) FROM {src}").fetchone())
+        print(f"{name}: {got[0]} patterns, {got[1]} sessions (hidden.csv: {rows}, {sessions})")
+        if got != (rows, sessions):
+            fail(f"{name} has {got[0]} rows and {got[1]} sessions, hidden.csv {rows} and {sessions}")
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{d}/hidden.parquet'))").fetchall())
+    for col, t in [("first_ts", "TIMESTAMP WITH TIME ZONE"), ("dest_p", "INTEGER"), ("sessions", "BIGINT"),
+                   ("period_s", "DOUBLE"), ("allowed", "BOOLEAN")]:
+        if types.get(col) != t:
+            fail(f"hidden.parquet column {col} is {types.get(col)}, expected {t}")
 
 
 def chromium():
@@ -111,7 +186,7 @@ def open_page(d):
     return check, console, seconds
 
 
-def page(d, screenshot=None, expect_hidden="available"):
+def page(d, screenshot=None, expect_hidden="available", expect_plots=0):
     import duckdb
 
     rows = csv_totals(duckdb.connect(), d)[0]
@@ -139,6 +214,20 @@ def page(d, screenshot=None, expect_hidden="available"):
         if check.get("hidden_rows") != expected:
             fail(f"hidden-sessions table has {check.get('hidden_rows')} rows, expected {expected} (hidden.csv has {hidden_rows})")
         print(f"hidden-sessions table: {expected} patterns of hidden.csv's {hidden_rows}")
+        with open(os.path.join(d, "hidden.csv"), newline="") as f:
+            periodic = sum(1 for r in csv.DictReader(f) if r["period_s"])
+        # Each periodic pattern on the page has its plot, up to MAX_PLOTTED_PATTERNS
+        # (src/report/data.rs); when hidden.csv has more rows than the page, only a bound holds.
+        plots = check.get("hidden_plots")
+        if hidden_rows <= 1000 and plots != min(periodic, 200):
+            fail(f"{plots} interval plots, expected one per periodic pattern ({periodic}, at most 200)")
+        if plots is None or plots > min(periodic, 200):
+            fail(f"{plots} interval plots for {periodic} periodic patterns")
+        if check.get("hidden_plots_shown", 0) < expect_plots:
+            fail(f"{check.get('hidden_plots_shown')} interval plots (<svg> in a pattern's row) on the "
+                 f"hidden table's first page, expected at least {expect_plots}")
+        print(f"interval plots: {plots} ({check.get('hidden_plots_shown')} on the first page) "
+              f"for {periodic} periodic patterns")
     if screenshot:
         os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
         url = "file://" + os.path.abspath(os.path.join(d, "report.html"))
@@ -176,7 +265,8 @@ def main():
     if mode == "exports":
         exports(d)
     elif mode == "page":
-        page(d, opts.get("--screenshot"), opts.get("--expect-hidden", "available"))
+        page(d, opts.get("--screenshot"), opts.get("--expect-hidden", "available"),
+             int(opts.get("--expect-plots", "0")))
     elif mode == "big":
         big(d, int(opts["--max-bytes"]), float(opts["--max-seconds"]))
     else:

@@ -133,6 +133,48 @@ pub struct TrackerConfig {
     pub verify_checksums: bool,
     /// IP fragment reassembly (done by decode, before sessions see the datagram).
     pub fragments: FragmentConfig,
+    /// Bytes a TCP direction may hold ahead of a hole so that the content classifier still
+    /// sees a protocol's opening messages in order (a stream output sets its own limit).
+    pub content_reorder_bytes: usize,
+}
+
+/// One memory budget (`--memory MIB`) split over everything that grows with hostile traffic:
+/// live sessions with their reassembly buffers (3/4), pending IP fragments (1/8) and the rows
+/// the sessions.csv writer sorts in memory (1/8). Each share is charged at its worst case, so
+/// the structures stay within the budget whatever the traffic; the process adds a fixed
+/// overhead (docs/hostile-input.md, "Memory budget").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub max_sessions: usize,
+    /// Reorder memory per TCP direction (content classification and `--write-streams`).
+    pub stream_bytes: usize,
+    pub fragment_bytes: usize,
+    /// sessions.csv rows sorted in memory before a run is spilled to disk.
+    pub order_rows: usize,
+}
+
+impl MemoryBudget {
+    /// A live session's own state: table slot, index entry, LRU links, classifier.
+    pub const SESSION_BYTES: usize = 1024;
+    /// Reorder memory per TCP direction under a budget.
+    pub const STREAM_BYTES: usize = 1024;
+    /// The most a direction's reassembler holds for [`Self::STREAM_BYTES`] of data: buffer
+    /// growth (up to twice the bytes) and block bookkeeping.
+    pub const STREAM_CHARGE_BYTES: usize = 3 * 1024;
+    /// One sessions.csv row waiting in the start-order buffer, with its key and tag.
+    pub const ORDER_ROW_BYTES: usize = 256;
+
+    pub fn split(mebibytes: usize) -> Self {
+        let total = mebibytes.saturating_mul(1 << 20);
+        let eighth = total / 8;
+        let per_session = Self::SESSION_BYTES + 2 * Self::STREAM_CHARGE_BYTES;
+        MemoryBudget {
+            max_sessions: (total.saturating_sub(2 * eighth) / per_session).max(1),
+            stream_bytes: Self::STREAM_BYTES,
+            fragment_bytes: eighth,
+            order_rows: (eighth / Self::ORDER_ROW_BYTES).max(1),
+        }
+    }
 }
 
 /// Limits of IP fragment reassembly. Memory held for fragments is at most `max_bytes`.
@@ -173,6 +215,7 @@ impl Default for TrackerConfig {
             server_ports: ServerPorts::zeek_default(),
             classify_content: true,
             fragments: FragmentConfig::default(),
+            content_reorder_bytes: 16 * 1024,
         }
     }
 }
@@ -193,5 +236,18 @@ mod tests {
         assert_eq!(ServerPorts::parse("none").unwrap(), ServerPorts::none());
         assert!(ServerPorts::parse("sctp/9").is_err());
         assert!(ServerPorts::parse("tcp/99999").is_err());
+    }
+
+    #[test]
+    fn memory_budget_shares_add_up() {
+        let b = MemoryBudget::split(200);
+        let total = 200usize << 20;
+        let sessions =
+            b.max_sessions * (MemoryBudget::SESSION_BYTES + 2 * MemoryBudget::STREAM_CHARGE_BYTES);
+        let rows = b.order_rows * MemoryBudget::ORDER_ROW_BYTES;
+        assert!(sessions + b.fragment_bytes + rows <= total);
+        assert_eq!(b.fragment_bytes, total / 8);
+        assert_eq!(b.max_sessions, (total - total / 4) / (7 * 1024));
+        assert_eq!(MemoryBudget::split(0).max_sessions, 1);
     }
 }

@@ -4,27 +4,48 @@
 //! Owns the run loop around [`Analysis::feed`]: the stop conditions (checked in the progress
 //! callback, which a live source calls at least every 250 ms of traffic and after each read
 //! timeout on a quiet link), the status line on stderr, time rotation of the output on a quiet
-//! link, and the kernel's drop counters for the final report. Promises: SIGINT and SIGTERM end
-//! the open sessions as the end of a file does and write them; an output error (disk full)
-//! stops the run with the error and leaves only whole rows; nothing here panics.
+//! link, the hidden-session analysis over a sliding window, and the kernel's drop counters for
+//! the final report. Promises: SIGINT and SIGTERM end the open sessions as the end of a file
+//! does and write them; an output error (disk full) stops the run with the error and leaves only
+//! whole rows; nothing here panics.
 //!
 //! Session timers run on capture time, as for files: on a quiet link they advance only with the
 //! next packet, so an idle session is written when traffic resumes or at exit.
+//!
+//! Hidden sessions: a [`SessionWindow`] keeps what the analysis needs of each session that ended
+//! in the last window (`--hidden-window`, at least the rotation period), at most
+//! [`MAX_WINDOW_SESSIONS`] of them (the oldest go first; the summary says so). When a sessions
+//! file is complete (rotation or exit) the same [`HiddenAnalyzer`] as `analyze` runs over the
+//! window and `hidden-<time>.csv` is written beside `sessions-<time>.csv`, whole or not at all.
+//! At a rotation that runs on a thread of its own over a snapshot of the window (shared entries,
+//! nothing copied), so the capture goes on reading packets meanwhile; at exit, in line.
 
 use crate::analysis::CaptureSummary;
+use crate::analysis::hidden::{HiddenAnalyzer, HiddenOptions, HiddenReport, SessionFacts};
 use crate::capture::live::{KernelStats, LiveError, LiveOptions, LiveSource};
 use crate::config::TrackerConfig;
 use crate::pipeline::{Analysis, Progress};
 use crate::report::{Rotation, StreamingCsvWriter};
+use crate::session::SessionRecord;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Exit status of a process ended by a second SIGINT/SIGTERM while the first was being handled.
 pub const EXIT_ON_SECOND_SIGNAL: i32 = 130;
+
+/// Most sessions the hidden-session window keeps (about 300 bytes each: under 100 MB; while a
+/// rotation's analysis runs, the entries it holds may add as many again).
+pub const MAX_WINDOW_SESSIONS: usize = 250_000;
+
+/// The hidden-session window when none is asked for.
+pub const DEFAULT_HIDDEN_WINDOW: Duration = Duration::from_secs(3600);
 
 /// What to capture, how to analyse it, where to write it, when to stop.
 #[derive(Debug, Clone)]
@@ -39,6 +60,22 @@ pub struct LiveRunOptions {
     pub duration: Option<Duration>,
     /// Status line interval on stderr; `None` for no status line.
     pub status_every: Option<Duration>,
+    /// Options of the hidden-session analysis (as for `analyze`).
+    pub hidden: HiddenOptions,
+    /// Sessions that ended this long ago or less are analysed; raised to the rotation period.
+    pub hidden_window: Duration,
+    /// Most sessions kept in the window (normally [`MAX_WINDOW_SESSIONS`]).
+    pub hidden_window_cap: usize,
+}
+
+impl LiveRunOptions {
+    /// The hidden-session window in effect: the one asked for, at least the rotation period.
+    pub fn effective_hidden_window(&self) -> Duration {
+        match self.rotation {
+            Rotation::Every(period) => self.hidden_window.max(period),
+            _ => self.hidden_window,
+        }
+    }
 }
 
 /// Why the capture ended.
@@ -67,6 +104,12 @@ pub struct LiveOutcome {
     pub capture_error: Option<String>,
     /// Writing sessions failed (message names the file); the run stopped there.
     pub output_error: Option<String>,
+    /// The hidden-session analysis over the window at exit.
+    pub hidden: HiddenReport,
+    /// hidden-<time>.csv files written, in order.
+    pub hidden_files: Vec<PathBuf>,
+    /// The window as it was at exit.
+    pub window: WindowStats,
 }
 
 /// Why a live run could not start.
@@ -105,16 +148,65 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
         Some(dir) => Some(RefCell::new(open_writer(dir, options)?)),
         None => None,
     };
+    let buffer = options
+        .capture
+        .buffer_size
+        .map_or("libpcap's default".to_string(), |b| format!("{b} bytes"));
     eprintln!(
-        "sessionscope: capturing on {} (link type {}){}; Ctrl-C to stop",
+        "sessionscope: capturing on {} (link type {}, snaplen {}, {}promiscuous, kernel buffer {buffer}){}; Ctrl-C to stop",
         options.capture.interface,
         source.link_type().0,
+        options.capture.snaplen,
+        if options.capture.promisc { "" } else { "not " },
         writer.as_ref().map_or(String::new(), |w| format!(
             ", sessions to {}",
             w.borrow().current_path().display()
         ))
     );
     let output_error: RefCell<Option<String>> = RefCell::new(None);
+    let window = RefCell::new(SessionWindow::new(
+        options.effective_hidden_window(),
+        options.hidden_window_cap,
+    ));
+    let hidden_files: RefCell<Vec<PathBuf>> = RefCell::new(Vec::new());
+    let hidden_writer: RefCell<Option<JoinHandle<Result<PathBuf, String>>>> = RefCell::new(None);
+    // Collects the hidden file being written, waiting for it unless `only_if_done`.
+    let collect_hidden = |only_if_done: bool| {
+        let mut slot = hidden_writer.borrow_mut();
+        if only_if_done && !slot.as_ref().is_some_and(JoinHandle::is_finished) {
+            return;
+        }
+        let Some(handle) = slot.take() else { return };
+        match handle.join() {
+            Ok(Ok(path)) => hidden_files.borrow_mut().push(path),
+            Ok(Err(e)) => {
+                output_error.borrow_mut().get_or_insert(e);
+            }
+            Err(_) => {
+                output_error
+                    .borrow_mut()
+                    .get_or_insert("the hidden-session analysis failed".to_string());
+            }
+        }
+    };
+    // A sessions file is complete: the window's hidden sessions go beside it.
+    let on_rotation = |closed: &Path| {
+        collect_hidden(false);
+        let sessions = window.borrow_mut().snapshot(SystemTime::now());
+        let hidden = options.hidden.clone();
+        let closed = closed.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("hidden-sessions".into())
+            .spawn(move || write_hidden(&closed, &analyse(&sessions, hidden)));
+        match spawned {
+            Ok(handle) => *hidden_writer.borrow_mut() = Some(handle),
+            Err(e) => {
+                output_error
+                    .borrow_mut()
+                    .get_or_insert(format!("cannot start the hidden-session analysis: {e}"));
+            }
+        }
+    };
     let mut rows_seen = 0u64;
     let mut analysis = Analysis::new(options.tracker.clone());
     let started = Instant::now();
@@ -123,24 +215,37 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
     let mut draining_until: Option<Instant> = None;
     let drain = Duration::from_millis(u64::from(options.capture.read_timeout_ms) * 2 + 100);
 
-    let mut on_session = |record: &crate::session::SessionRecord| {
+    let mut on_session = |record: &SessionRecord| {
         rows_seen += 1;
-        let Some(writer) = &writer else { return };
-        if output_error.borrow().is_some() {
-            return;
+        if let Some(writer) = &writer
+            && output_error.borrow().is_none()
+        {
+            let mut writer = writer.borrow_mut();
+            let before = writer.current_path().to_path_buf();
+            let written = writer.write(record);
+            // A write can start a new file (size, or a time boundary passed).
+            let rotated = writer.current_path() != before;
+            drop(writer);
+            if rotated {
+                on_rotation(&before);
+            }
+            if let Err(e) = written {
+                output_error.borrow_mut().get_or_insert(e.to_string());
+            }
         }
-        if let Err(e) = writer.borrow_mut().write(record) {
-            *output_error.borrow_mut() = Some(e.to_string());
-        }
+        // After a rotation, so that this session counts for the file it went into.
+        window.borrow_mut().push(record, SystemTime::now());
     };
     let interface = options.capture.interface.clone();
     let kernel_stats = source.kernel_stats_handle();
     let feed_result = {
         let mut on_progress = |now: Progress| {
+            collect_hidden(true);
             if let Some(writer) = &writer
                 && output_error.borrow().is_none()
             {
-                match writer.borrow_mut().rotate_if_due(SystemTime::now()) {
+                let rotated = writer.borrow_mut().rotate_if_due(SystemTime::now());
+                match rotated {
                     Ok(Some(closed)) => on_rotation(&closed),
                     Ok(None) => {}
                     Err(e) => *output_error.borrow_mut() = Some(e.to_string()),
@@ -185,9 +290,10 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
     let summary = analysis.finish(&mut on_session);
     let mut files = Vec::new();
     let mut rows = rows_seen;
+    let mut last_file = None;
     if let Some(writer) = writer {
         let writer = writer.into_inner();
-        let last = writer.current_path().to_path_buf();
+        last_file = Some(writer.current_path().to_path_buf());
         rows = writer.rows_written();
         match writer.finish() {
             Ok(stats) => files = stats.files,
@@ -195,7 +301,23 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
                 output_error.borrow_mut().get_or_insert(e.to_string());
             }
         }
-        on_rotation(&last);
+    }
+    collect_hidden(false);
+    // The last file's hidden sessions; also the summary's, with or without --out.
+    let hidden = window
+        .borrow_mut()
+        .analyse(SystemTime::now(), &options.hidden);
+    if let Some(last) = last_file
+        && output_error.borrow().is_none()
+    {
+        match write_hidden(&last, &hidden) {
+            Ok(path) => hidden_files.borrow_mut().push(path),
+            Err(e) => *output_error.borrow_mut() = Some(e),
+        }
+    }
+    if let Some(dir) = &options.out {
+        // Only there when a hidden file was being written; empty otherwise.
+        let _ = std::fs::remove_dir(staging_dir(dir));
     }
     Ok(LiveOutcome {
         summary,
@@ -205,6 +327,9 @@ pub fn run(options: &LiveRunOptions, stop: &AtomicBool) -> Result<LiveOutcome, L
         rows,
         capture_error,
         output_error: output_error.into_inner(),
+        hidden,
+        hidden_files: hidden_files.into_inner(),
+        window: window.into_inner().stats(),
     })
 }
 
@@ -218,10 +343,196 @@ fn open_writer(dir: &Path, options: &LiveRunOptions) -> Result<StreamingCsvWrite
         .map_err(|e| LiveRunError::Output(format!("{}: cannot write sessions: {e}", dir.display())))
 }
 
-/// A session file is complete (rotation or exit).
-fn on_rotation(_closed: &Path) {
-    // TODO(hidden-sessions issue): run the hidden-session analysis over its sliding window here
-    // and write its report beside `_closed`; it is called at each rotation and at exit.
+/// `hidden-<time>.csv` for `sessions-<time>.csv`: the same time (and `-N` suffix).
+pub fn hidden_file_name(sessions_file: &Path) -> String {
+    let name = sessions_file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.strip_prefix("sessions-") {
+        Some(rest) => format!("hidden-{rest}"),
+        None => format!("hidden-{name}"),
+    }
+}
+
+/// Where a hidden file is written before it is renamed into place (one per process).
+fn staging_dir(dir: &Path) -> PathBuf {
+    dir.join(format!(".hidden-{}.tmp", std::process::id()))
+}
+
+/// Writes the report as `hidden-<time>.csv` beside `sessions_file`: first in a staging
+/// directory, then renamed, so a reader sees the whole file or none.
+fn write_hidden(sessions_file: &Path, report: &HiddenReport) -> Result<PathBuf, String> {
+    let dir = sessions_file.parent().unwrap_or(Path::new("."));
+    let target = dir.join(hidden_file_name(sessions_file));
+    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", target.display());
+    // One hidden file is written at a time (a rotation first waits for the previous one's).
+    let staging = staging_dir(dir);
+    std::fs::create_dir_all(&staging).map_err(|e| fail(&e))?;
+    let (written, _rows) = crate::report::hidden_csv::write(&staging, report).map_err(|e| {
+        let _ = std::fs::remove_file(staging.join(crate::report::hidden_csv::HIDDEN_FILE_NAME));
+        fail(&e)
+    })?;
+    std::fs::rename(&written, &target).map_err(|e| fail(&e))?;
+    Ok(target)
+}
+
+/// What the hidden-session window held at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowStats {
+    /// The window in effect (at least the rotation period).
+    pub span: Duration,
+    /// Most sessions it may hold.
+    pub cap: usize,
+    /// Sessions in it at the last analysis.
+    pub sessions: usize,
+    /// Sessions pushed out by the cap while still inside the window.
+    pub capped_out: u64,
+}
+
+/// What the hidden-session analysis needs of one ended session, owned.
+#[derive(Debug)]
+struct WindowedSession {
+    ended: SystemTime,
+    /// The record without its content details (kept below).
+    record: SessionRecord,
+    server_name: Option<Box<str>>,
+    dns_query: Option<Box<str>>,
+    dns_answers: Box<[IpAddr]>,
+}
+
+impl WindowedSession {
+    fn new(record: &SessionRecord, ended: SystemTime) -> Self {
+        let content = record.content.as_deref();
+        let dns_query = content.and_then(|c| c.dns_query.as_deref());
+        // As `analyze` does: a DNS session's name is its query, with the answered addresses.
+        let (server_name, dns_answers) = match (content, dns_query) {
+            (Some(c), Some(_)) => (
+                None,
+                c.dns_answers
+                    .iter()
+                    .filter_map(|a| a.parse::<IpAddr>().ok())
+                    .collect(),
+            ),
+            (Some(c), None) => (c.server_name.as_deref().map(Box::from), Box::default()),
+            (None, _) => (None, Box::default()),
+        };
+        WindowedSession {
+            ended,
+            record: SessionRecord {
+                content: None,
+                uid: record.uid,
+                start: record.start,
+                last: record.last,
+                orig: record.orig,
+                resp: record.resp,
+                proto: record.proto,
+                ip_proto: record.ip_proto,
+                orig_stats: record.orig_stats,
+                resp_stats: record.resp_stats,
+                conn_state: record.conn_state,
+                history: record.history,
+                missed_bytes: record.missed_bytes,
+                service: record.service,
+                service_evidence: record.service_evidence,
+                end_reason: record.end_reason,
+                tunnel_depth: record.tunnel_depth,
+                related_uid: record.related_uid,
+            },
+            server_name,
+            dns_query: dns_query.map(Box::from),
+            dns_answers,
+        }
+    }
+
+    fn facts(&self) -> SessionFacts<'_> {
+        let mut facts = SessionFacts::from_record(&self.record);
+        facts.server_name = self.server_name.as_deref();
+        facts.dns_query = self.dns_query.as_deref();
+        facts.dns_answers = &self.dns_answers;
+        facts
+    }
+}
+
+/// The hidden-session analysis of `sessions`, as `analyze` does it.
+fn analyse(sessions: &[Arc<WindowedSession>], options: HiddenOptions) -> HiddenReport {
+    let mut analyzer = HiddenAnalyzer::new(options);
+    // Row tags are for labelling sessions.csv rows, which live runs write as they end.
+    let mut tag = Vec::new();
+    for session in sessions {
+        tag.clear();
+        analyzer.observe(&session.facts(), &mut tag);
+    }
+    analyzer.finish()
+}
+
+/// The sessions that ended in the last `span`, in end order, at most `cap` of them.
+#[derive(Debug)]
+pub struct SessionWindow {
+    span: Duration,
+    cap: usize,
+    /// Shared with the analysis of a rotation still running.
+    sessions: VecDeque<Arc<WindowedSession>>,
+    capped_out: u64,
+}
+
+impl SessionWindow {
+    pub fn new(span: Duration, cap: usize) -> Self {
+        SessionWindow {
+            span,
+            cap: cap.max(1),
+            sessions: VecDeque::new(),
+            capped_out: 0,
+        }
+    }
+
+    /// Keeps a session that ended at `ended` (calls come in end order).
+    pub fn push(&mut self, record: &SessionRecord, ended: SystemTime) {
+        self.forget_before(ended);
+        if self.sessions.len() >= self.cap && self.sessions.pop_front().is_some() {
+            self.capped_out += 1;
+        }
+        self.sessions
+            .push_back(Arc::new(WindowedSession::new(record, ended)));
+    }
+
+    /// The hidden-session analysis of the sessions that ended in the `span` before `now`.
+    pub fn analyse(&mut self, now: SystemTime, options: &HiddenOptions) -> HiddenReport {
+        analyse(&self.snapshot(now), options.clone())
+    }
+
+    /// The sessions that ended in the `span` before `now`, for an analysis elsewhere.
+    fn snapshot(&mut self, now: SystemTime) -> Vec<Arc<WindowedSession>> {
+        self.forget_before(now);
+        self.sessions.iter().cloned().collect()
+    }
+
+    /// Sessions in the window now.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn stats(&self) -> WindowStats {
+        WindowStats {
+            span: self.span,
+            cap: self.cap,
+            sessions: self.sessions.len(),
+            capped_out: self.capped_out,
+        }
+    }
+
+    fn forget_before(&mut self, now: SystemTime) {
+        let Some(cutoff) = now.checked_sub(self.span) else {
+            return;
+        };
+        while self.sessions.front().is_some_and(|s| s.ended < cutoff) {
+            self.sessions.pop_front();
+        }
+    }
 }
 
 /// The status line on stderr: redrawn in place on a terminal, one line each time otherwise.
@@ -282,5 +593,145 @@ impl StatusLine {
         if self.terminal && self.drawn {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::Timestamp;
+    use crate::session::{
+        ConnState, DirectionStats, EndReason, Endpoint, History, Proto, ServiceEvidence, Uid,
+    };
+    use std::time::UNIX_EPOCH;
+
+    /// A UDP session from 10.0.0.1 to 10.0.0.2:`port` starting at `start_s`.
+    fn udp(port: u16, start_s: i64) -> SessionRecord {
+        SessionRecord {
+            uid: Uid::default(),
+            start: Timestamp::from_micros(start_s * 1_000_000),
+            last: Timestamp::from_micros(start_s * 1_000_000 + 1_000),
+            orig: Endpoint {
+                addr: "10.0.0.1".parse().unwrap(),
+                port: 50_000,
+            },
+            resp: Endpoint {
+                addr: "10.0.0.2".parse().unwrap(),
+                port,
+            },
+            proto: Proto::Udp,
+            ip_proto: 17,
+            orig_stats: DirectionStats::default(),
+            resp_stats: DirectionStats::default(),
+            conn_state: ConnState::S0,
+            history: History::default(),
+            missed_bytes: 0,
+            service: None,
+            service_evidence: ServiceEvidence::None,
+            end_reason: EndReason::Closed,
+            tunnel_depth: 0,
+            related_uid: None,
+            content: None,
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    const T0: u64 = 1_700_000_000;
+
+    #[test]
+    fn the_window_keeps_only_sessions_that_ended_within_it() {
+        let mut window = SessionWindow::new(Duration::from_secs(100), 1000);
+        // A timer every 10 s to port 4444, ending as it starts.
+        for i in 0..30u64 {
+            window.push(&udp(4444, (T0 + 10 * i) as i64), at(T0 + 10 * i));
+        }
+        // At T0+300 the last 100 s hold the sessions that ended at T0+200..=T0+290.
+        let report = window.analyse(at(T0 + 300), &HiddenOptions::default());
+        assert_eq!(window.len(), 10);
+        assert_eq!(report.sessions, 10);
+        let pattern = report.patterns.first().unwrap();
+        assert_eq!(pattern.kind.as_str(), "beacon");
+        assert_eq!(pattern.sessions, 10);
+        assert!((pattern.period_s.unwrap() - 10.0).abs() < 0.01);
+        assert_eq!(window.stats().capped_out, 0);
+        // Much later, nothing is left.
+        let report = window.analyse(at(T0 + 10_000), &HiddenOptions::default());
+        assert!(window.is_empty());
+        assert!(report.patterns.is_empty());
+    }
+
+    #[test]
+    fn the_cap_drops_the_oldest_and_says_how_many() {
+        let mut window = SessionWindow::new(Duration::from_secs(3600), 5);
+        for i in 0..8u64 {
+            window.push(&udp(4444, (T0 + i) as i64), at(T0 + i));
+        }
+        let stats = window.stats();
+        assert_eq!((stats.sessions, stats.cap, stats.capped_out), (5, 5, 3));
+        // The newest five remain.
+        let report = window.analyse(at(T0 + 8), &HiddenOptions::default());
+        assert_eq!(report.sessions, 5);
+    }
+
+    #[test]
+    fn content_reaches_the_analysis_as_it_does_for_files() {
+        let mut record = udp(53, T0 as i64);
+        record.content = Some(Box::new(crate::classify::content::ContentInfo {
+            service: "dns",
+            server_name: Some("updates.example".into()),
+            dns_query: Some("updates.example".into()),
+            dns_answers: vec!["192.0.2.7".into(), "not an address".into()],
+            ..Default::default()
+        }));
+        let kept = WindowedSession::new(&record, at(T0));
+        let facts = kept.facts();
+        assert_eq!(facts.dns_query, Some("updates.example"));
+        assert_eq!(facts.server_name, None);
+        assert_eq!(facts.dns_answers, ["192.0.2.7".parse::<IpAddr>().unwrap()]);
+        assert!(kept.record.content.is_none());
+    }
+
+    #[test]
+    fn hidden_files_are_named_after_their_sessions_file() {
+        assert_eq!(
+            hidden_file_name(Path::new("/x/sessions-20231114T221320Z.csv")),
+            "hidden-20231114T221320Z.csv"
+        );
+        assert_eq!(
+            hidden_file_name(Path::new("out/sessions-20231114T221320Z-2.csv")),
+            "hidden-20231114T221320Z-2.csv"
+        );
+    }
+
+    #[test]
+    fn the_window_is_at_least_the_rotation_period() {
+        let options = |rotation| LiveRunOptions {
+            capture: LiveOptions::default(),
+            tracker: TrackerConfig::default(),
+            out: None,
+            rotation,
+            community_id_seed: 0,
+            duration: None,
+            status_every: None,
+            hidden: HiddenOptions::default(),
+            hidden_window: Duration::from_secs(600),
+            hidden_window_cap: MAX_WINDOW_SESSIONS,
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            options(Rotation::Every(hour)).effective_hidden_window(),
+            hour
+        );
+        assert_eq!(
+            options(Rotation::Every(Duration::from_secs(60))).effective_hidden_window(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            options(Rotation::Size(1_000_000)).effective_hidden_window(),
+            Duration::from_secs(600)
+        );
     }
 }

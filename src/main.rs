@@ -3,9 +3,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sessionscope::analysis::hidden::{
-    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, HiddenReport, Initiator, SessionFacts,
+    AllowList, Cidr, HiddenAnalyzer, HiddenOptions, Initiator, SessionFacts,
 };
-use sessionscope::config::{FragmentConfig, ServerPorts, TrackerConfig};
+use sessionscope::config::{FragmentConfig, MemoryBudget, ServerPorts, TrackerConfig};
 use sessionscope::pipeline::{self, AnalyzeOptions};
 use sessionscope::report;
 use std::io::{IsTerminal, Write};
@@ -68,9 +68,9 @@ struct AnalyzeArgs {
     #[arg(long, value_name = "DIR")]
     write_streams: Option<PathBuf>,
     /// Bytes each TCP direction may hold ahead of a hole when reassembling; beyond it the
-    /// stream is truncated (bytes skipped, and said so).
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
-    stream_memory: usize,
+    /// stream is truncated (bytes skipped, and said so). Default 1 MiB, or --memory's share.
+    #[arg(long, value_name = "BYTES")]
+    stream_memory: Option<usize>,
     /// Our hosts (CIDR, repeatable or comma-separated): hidden patterns are reported for
     /// originators inside these ranges, and their broadcast addresses count as broadcast.
     #[arg(long = "local-net", value_name = "CIDR", value_delimiter = ',')]
@@ -105,8 +105,14 @@ struct AnalyzeArgs {
 #[derive(clap::Args, Debug)]
 struct TrackerArgs {
     /// Most sessions tracked at once; beyond it the longest idle session is ended early.
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
-    max_sessions: usize,
+    /// Default 1,000,000, or --memory's share.
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+    /// One memory budget in MiB for sessions and their reassembly buffers (3/4), IP fragments
+    /// (1/8) and sessions.csv's sort buffer (1/8); explicit --max-sessions, --stream-memory
+    /// and --frag-memory still win. See docs/hostile-input.md.
+    #[arg(long, value_name = "MIB")]
+    memory: Option<usize>,
     /// Seconds without a packet after which a TCP session ends (Zeek: 300).
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     tcp_inactivity: f64,
@@ -133,8 +139,9 @@ struct TrackerArgs {
     #[arg(long, default_value_t = 300.0, value_name = "SECS")]
     frag_timeout: f64,
     /// Most memory, in MiB, held for incomplete IP datagrams; beyond it the oldest are given up.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    frag_memory: usize,
+    /// Default 64, or --memory's share.
+    #[arg(long, value_name = "MIB")]
+    frag_memory: Option<usize>,
     /// Verify IP/TCP/UDP/ICMP checksums and leave bad packets out of sessions, as Zeek does
     /// without -C (off: offloading hosts record their own packets with wrong checksums).
     #[arg(long)]
@@ -192,6 +199,17 @@ impl TrackerArgs {
     fn config(&self) -> Result<TrackerConfig, (u8, String)> {
         let args = self;
         let usage = |m: String| (2u8, m);
+        let budget = args.memory.map(MemoryBudget::split);
+        let defaults = TrackerConfig::default();
+        let max_sessions = args
+            .max_sessions
+            .or(budget.map(|b| b.max_sessions))
+            .unwrap_or(defaults.max_sessions);
+        let frag_bytes = match (args.frag_memory, budget) {
+            (Some(mib), _) => mib.saturating_mul(1 << 20),
+            (None, Some(b)) => b.fragment_bytes,
+            (None, None) => defaults.fragments.max_bytes,
+        };
         Ok(TrackerConfig {
             tcp_inactivity: seconds(args.tcp_inactivity, "tcp-inactivity").map_err(usage)?,
             udp_inactivity: seconds(args.udp_inactivity, "udp-inactivity").map_err(usage)?,
@@ -201,16 +219,18 @@ impl TrackerArgs {
             tcp_reset_delay: seconds(args.tcp_reset_delay, "tcp-reset-delay").map_err(usage)?,
             dns_session_timeout: seconds(args.dns_session_timeout, "dns-session-timeout")
                 .map_err(usage)?,
-            max_sessions: args.max_sessions.max(1),
+            max_sessions: max_sessions.max(1),
             verify_checksums: args.verify_checksums,
             server_ports: ServerPorts::parse(&args.server_ports)
                 .map_err(|e| usage(format!("--server-ports: {e}")))?,
             classify_content: !args.no_content,
             fragments: FragmentConfig {
                 timeout: seconds(args.frag_timeout, "frag-timeout").map_err(usage)?,
-                max_bytes: args.frag_memory.saturating_mul(1 << 20),
+                max_bytes: frag_bytes,
                 ..FragmentConfig::default()
             },
+            content_reorder_bytes: budget
+                .map_or(defaults.content_reorder_bytes, |b| b.stream_bytes),
         })
     }
 }
@@ -225,7 +245,13 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
                     format!("{}: cannot write streams: {e}", dir.display()),
                 )
             })?,
-            limit_bytes: args.stream_memory,
+            limit_bytes: args
+                .stream_memory
+                .or(args
+                    .tracker
+                    .memory
+                    .map(|m| MemoryBudget::split(m).stream_bytes))
+                .unwrap_or(1 << 20),
         }),
         None => None,
     };
@@ -252,27 +278,34 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     }
 
-    let mut csv = match &args.out {
-        Some(dir) => Some(
-            std::fs::create_dir_all(dir)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    report::SessionCsvWriter::create_formats(
-                        dir,
-                        &report::CsvOptions::default(),
-                        &formats,
-                    )
+    let mut csv =
+        match &args.out {
+            Some(dir) => Some(
+                std::fs::create_dir_all(dir)
                     .map_err(|e| e.to_string())
-                })
-                .map_err(|e| {
-                    (
-                        exit::OUTPUT_ERROR,
-                        format!("{}: cannot write sessions.csv: {e}", dir.display()),
-                    )
-                })?,
-        ),
-        None => None,
-    };
+                    .and_then(|()| {
+                        report::SessionCsvWriter::create_formats(
+                            dir,
+                            &report::CsvOptions {
+                                max_rows_in_memory: args.tracker.memory.map_or(
+                                    report::CsvOptions::default().max_rows_in_memory,
+                                    |m| MemoryBudget::split(m).order_rows,
+                                ),
+                                ..report::CsvOptions::default()
+                            },
+                            &formats,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| {
+                        (
+                            exit::OUTPUT_ERROR,
+                            format!("{}: cannot write sessions.csv: {e}", dir.display()),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
     let mut output_error: Option<String> = None;
     let mut report_data = args.out.as_ref().map(|_| report::ReportData::new());
     let mut hidden = HiddenAnalyzer::new(hidden_options);
@@ -333,7 +366,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     }
     if let Some(data) = report_data.as_mut() {
-        data.hidden = Some(hidden_for_report(
+        data.hidden = Some(report::data::HiddenAnalysis::from_report(
             &hidden,
             user_sessions,
             technology_sessions,
@@ -344,6 +377,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         && let Err(e) = report::hidden_csv::write(dir, &hidden)
     {
         output_error = Some(format!("hidden.csv: {e}"));
+    }
+    if let Some(dir) = &args.out
+        && output_error.is_none()
+        && let Err(e) = report::hidden_export::write_formats(dir, &hidden, &formats)
+    {
+        output_error = Some(format!("hidden patterns: {e}"));
     }
     if let (Some(dir), Some(data)) = (&args.out, &report_data)
         && let Err(e) = report::html::write_report(dir, &outcome.summary, data)
@@ -422,64 +461,34 @@ fn row_start(row: &[u8]) -> Option<sessionscope::capture::Timestamp> {
     ))
 }
 
-/// What the HTML report shows of the hidden-session analysis: the patterns hidden.csv lists.
-fn hidden_for_report(
-    hidden: &HiddenReport,
-    user_sessions: u64,
-    technology_sessions: u64,
-) -> report::data::HiddenAnalysis {
-    let destination = |p: &sessionscope::analysis::hidden::HiddenPattern| match &p.name {
-        Some(name) => format!("{name} ({})", p.dest),
-        None => p.dest.to_string(),
-    };
-    let shown: Vec<_> = hidden.shown().collect();
-    report::data::HiddenAnalysis {
-        user_sessions,
-        technology_sessions,
-        groups: shown
-            .iter()
-            .map(|p| report::data::HiddenGroup {
-                host: p.host.to_string(),
-                destination: destination(p),
-                service: p.service.clone(),
-                reasons: vec![p.reason.clone()],
-                sessions: p.sessions,
-                ip_bytes: p.orig_bytes.saturating_add(p.resp_bytes),
-                first: p.first,
-                last: p.last,
-            })
-            .collect(),
-        patterns: shown
-            .iter()
-            .filter_map(|p| {
-                p.period_s.map(|period| report::data::PeriodicPattern {
-                    host: p.host.to_string(),
-                    destination: destination(p),
-                    service: p.service.clone(),
-                    sessions: p.sessions,
-                    period_secs: period,
-                    // The analysis keeps robust statistics, not every interval.
-                    intervals_secs: Vec::new(),
-                })
-            })
-            .collect(),
-    }
-}
-
 /// The hidden-session options, checked.
 fn hidden_options(args: &AnalyzeArgs) -> Result<HiddenOptions, String> {
-    let local_nets = args
-        .local_net
+    check_hidden_options(
+        &args.local_net,
+        args.min_score,
+        args.min_count,
+        args.allow_list.as_ref(),
+    )
+}
+
+/// `--local-net`, `--min-score`, `--min-count` and `--allow-list` (of `analyze` and `live`),
+/// checked.
+fn check_hidden_options(
+    local_net: &[String],
+    min_score: f64,
+    min_count: u64,
+    allow_list: Option<&PathBuf>,
+) -> Result<HiddenOptions, String> {
+    let local_nets = local_net
         .iter()
         .map(|n| Cidr::parse(n).map_err(|e| format!("--local-net: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    if !(0.0..=1.0).contains(&args.min_score) {
+    if !(0.0..=1.0).contains(&min_score) {
         return Err(format!(
-            "--min-score must be between 0 and 1, got {}",
-            args.min_score
+            "--min-score must be between 0 and 1, got {min_score}"
         ));
     }
-    let allow_list = match &args.allow_list {
+    let allow_list = match allow_list {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("--allow-list {}: {e}", path.display()))?;
@@ -489,8 +498,8 @@ fn hidden_options(args: &AnalyzeArgs) -> Result<HiddenOptions, String> {
     };
     Ok(HiddenOptions {
         local_nets,
-        min_score: args.min_score,
-        min_sessions: args.min_count,
+        min_score,
+        min_sessions: min_count,
         allow_list,
     })
 }

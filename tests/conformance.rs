@@ -23,7 +23,8 @@ orig_bytes,resp_bytes,conn_state,missed_bytes,history,orig_pkts,orig_ip_bytes,re
 resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid,server_name,\
 tls_version,tls_alpn,ja4,http_method,http_host,http_uri,http_user_agent,http_status,dns_query,\
 dns_qtype,dns_rcode,dns_answers,netbios_name,ssh_client,ssh_server,banner,quic_version,\
-dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,ssdp_target,initiator,initiator_reason";
+dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,ssdp_target,initiator,initiator_reason,\
+anomalies";
 
 /// Per-capture wall-clock limit; override with `SESSIONSCOPE_CONFORMANCE_TIMEOUT_SECS`.
 const DEFAULT_TIMEOUT_SECS: u64 = 20;
@@ -1119,7 +1120,9 @@ fn compare_capture(capture: &str, zeek_conns: &[ZeekConn], run: Option<&Run>) ->
             .collect();
         if !zeek_services.is_empty() {
             tally.zeek_service_named += 1;
-            let same = zeek_services.contains(&ours.service.as_str());
+            // Ours can list several too (`imap,ssl` after STARTTLS): each must be in Zeek's.
+            let same = !ours.service.is_empty()
+                && ours.service.split(',').all(|s| zeek_services.contains(&s));
             if zeek_services.iter().any(|s| SUPPORTED_SERVICES.contains(s)) {
                 tally.zeek_supported_service += 1;
                 tally.same_supported_service += u64::from(same);

@@ -9,13 +9,14 @@ mod support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::flood::{FloodFacts, FloodSpec, write_flood};
+use support::flood::{FRAGMENT_PAYLOAD_BYTES, FloodFacts, FloodSpec, write_flood};
 
 const SPEC: FloodSpec = FloodSpec {
     syn_flood: 60_000,
     streams_with_holes: 10_000,
     real_sessions: 6,
     real_every: 1_000,
+    incomplete_fragments: 0,
 };
 const CAP: usize = 4_000;
 
@@ -27,9 +28,13 @@ fn work_dir(tag: &str) -> PathBuf {
 }
 
 fn make_flood(dir: &Path) -> (PathBuf, FloodFacts) {
+    make_flood_of(dir, SPEC)
+}
+
+fn make_flood_of(dir: &Path, spec: FloodSpec) -> (PathBuf, FloodFacts) {
     let path = dir.join("flood.pcap");
     let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let facts = write_flood(SPEC, file).unwrap();
+    let facts = write_flood(spec, file).unwrap();
     (path, facts)
 }
 
@@ -40,6 +45,14 @@ struct Run {
 }
 
 fn analyze(capture: &Path, out: &Path, max_sessions: usize) -> Run {
+    analyze_with(
+        capture,
+        out,
+        &["--max-sessions".to_string(), max_sessions.to_string()],
+    )
+}
+
+fn analyze_with(capture: &Path, out: &Path, options: &[String]) -> Run {
     // GNU time reports the child's peak memory; without it the run is the same, unmeasured.
     let gnu_time = Path::new("/usr/bin/time");
     let rss_file = out.with_extension("rss");
@@ -56,8 +69,8 @@ fn analyze(capture: &Path, out: &Path, max_sessions: usize) -> Run {
         .arg(capture)
         .arg("--out")
         .arg(out)
-        .args(["--color", "never", "--no-progress", "--max-sessions"])
-        .arg(max_sessions.to_string())
+        .args(["--color", "never", "--no-progress"])
+        .args(options)
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -201,4 +214,98 @@ fn without_a_cap_every_flood_session_is_its_own_row() {
             facts.packets
         );
     }
+}
+
+/// The fragment flood: incomplete first fragments with random ids, never completed, before
+/// the SYN flood and the streams; the ordinary sessions step often enough for a small table.
+const FRAGMENT_SPEC: FloodSpec = FloodSpec {
+    syn_flood: 20_000,
+    streams_with_holes: 2_000,
+    real_sessions: 6,
+    real_every: 200,
+    incomplete_fragments: 30_000,
+};
+
+/// The numbers on the `incomplete` line of the summary's IP fragments section and the detail
+/// line after it: (datagrams, fragments, timed out, evicted, malformed, pending).
+fn fragment_numbers(summary: &str) -> [u64; 6] {
+    let numbers = |line: &str| -> Vec<u64> {
+        line.split(|c: char| !c.is_ascii_digit() && c != ',')
+            .filter(|w| w.chars().any(|c| c.is_ascii_digit()))
+            .map(|w| w.replace(',', "").parse().unwrap())
+            .collect()
+    };
+    let mut lines = summary.lines().skip_while(|l| !l.contains("incomplete"));
+    let first = numbers(lines.next().expect("an incomplete line"));
+    let detail = numbers(lines.next().unwrap());
+    [
+        first[0], first[1], detail[0], detail[1], detail[2], detail[3],
+    ]
+}
+
+#[test]
+fn a_fragment_flood_stays_within_frag_memory_and_is_counted() {
+    let dir = work_dir("fragments");
+    let (capture, facts) = make_flood_of(&dir, FRAGMENT_SPEC);
+    let frag_mib = 1usize;
+    let run = analyze_with(
+        &capture,
+        &dir.join("out"),
+        &["--frag-memory".to_string(), frag_mib.to_string()],
+    );
+    let [datagrams, fragments, timed_out, evicted, malformed, pending] =
+        fragment_numbers(&run.summary);
+    let sent = u64::from(FRAGMENT_SPEC.incomplete_fragments);
+    // Every fragment is its own datagram and none completes: all are lost, each counted once.
+    assert_eq!((datagrams, fragments), (sent, sent), "{}", run.summary);
+    assert_eq!((timed_out, malformed), (0, 0));
+    assert_eq!(evicted + pending, sent);
+    // What is still held fits in the limit: each holds at least its payload.
+    let held_at_least = pending * FRAGMENT_PAYLOAD_BYTES as u64;
+    assert!(
+        held_at_least <= (frag_mib << 20) as u64,
+        "{pending} datagrams pending"
+    );
+    assert!(evicted > 0);
+    // No session comes from the fragments; the others are all there and right.
+    assert_eq!(run.rows.len() as u64, facts.sessions);
+    check_real_sessions(&run, &facts);
+    if let Some(rss) = run.max_rss_kib {
+        println!(
+            "fragment flood ({} packets): max RSS {rss} KiB",
+            facts.packets
+        );
+    }
+}
+
+#[test]
+fn one_memory_budget_sets_the_session_cap_and_explicit_options_win() {
+    let dir = work_dir("memory");
+    let (capture, facts) = make_flood_of(&dir, FRAGMENT_SPEC);
+    // --memory 8: 3/4 of 8 MiB for sessions charged 1 KiB + 2 x 3 KiB each
+    // (docs/hostile-input.md), 1/8 for fragments.
+    let budget_sessions = (8u64 << 20) * 3 / 4 / (7 * 1024);
+    let run = analyze_with(
+        &capture,
+        &dir.join("out"),
+        &["--memory".to_string(), "8".to_string()],
+    );
+    assert_eq!(summary_number(&run.summary, "Peak live"), budget_sessions);
+    let [_, _, _, evicted, _, pending] = fragment_numbers(&run.summary);
+    assert!(evicted > 0);
+    assert!(pending * FRAGMENT_PAYLOAD_BYTES as u64 <= (8 << 20) / 8);
+    check_real_sessions(&run, &facts);
+    // An explicit --max-sessions wins over the budget's share.
+    let run = analyze_with(
+        &capture,
+        &dir.join("out2"),
+        &[
+            "--memory".to_string(),
+            "8".to_string(),
+            "--max-sessions".to_string(),
+            "3000".to_string(),
+        ],
+    );
+    assert_eq!(summary_number(&run.summary, "Peak live"), 3000);
+    check_real_sessions(&run, &facts);
 }

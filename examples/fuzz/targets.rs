@@ -228,6 +228,8 @@ fn session(data: &[u8]) {
             max_datagrams: 4,
             max_bytes: 1 << 16,
         },
+        // Small, so that held out-of-order bytes reach the reorder limit.
+        content_reorder_bytes: 256,
     };
     let mut analysis = Analysis::new(config);
     let hasher = CommunityIdHasher::new(0);
@@ -311,6 +313,7 @@ fn classify_session(data: &[u8]) {
         tunnel_depth: 0,
         related_uid: None,
         content: None,
+        anomalies: Default::default(),
     };
     classify::classify(&mut record);
     assert_eq!(

@@ -8,7 +8,7 @@
 
 use crate::capture::{LinkType, RawPacket, Timestamp};
 use crate::decode::{FragmentStats, SkipReason};
-use crate::session::{ConnState, EndReason, Proto, SessionRecord, TrackerStats};
+use crate::session::{Anomalies, ConnState, EndReason, Proto, SessionRecord, TrackerStats};
 use ahash::AHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -116,6 +116,9 @@ pub struct CaptureSummary {
     pub tracker: TrackerStats,
     /// IP fragment reassembly.
     pub fragments: FragmentStats,
+    /// Every session's `anomalies` added up, and how many sessions had any.
+    pub anomalies: Anomalies,
+    pub sessions_with_anomalies: u64,
 }
 
 impl Default for CaptureSummary {
@@ -148,6 +151,8 @@ impl CaptureSummary {
             talkers: TopTalkers::new(capacity),
             tracker: TrackerStats::default(),
             fragments: FragmentStats::default(),
+            anomalies: Anomalies::default(),
+            sessions_with_anomalies: 0,
         }
     }
 
@@ -213,6 +218,10 @@ impl CaptureSummary {
     }
 
     pub fn on_session(&mut self, record: &SessionRecord) {
+        if !record.anomalies.is_empty() {
+            self.anomalies.add(&record.anomalies);
+            self.sessions_with_anomalies += 1;
+        }
         let traffic = Traffic::of(record);
         self.sessions.add(traffic);
         self.by_proto.entry(record.proto).or_default().add(traffic);
@@ -340,6 +349,8 @@ impl CaptureSummary {
         }
         self.talkers.merge(other.talkers);
         self.fragments.merge(&other.fragments);
+        self.anomalies.add(&other.anomalies);
+        self.sessions_with_anomalies += other.sessions_with_anomalies;
         let (a, b) = (self.tracker, other.tracker);
         self.tracker = TrackerStats {
             sessions_started: a.sessions_started.saturating_add(b.sessions_started),
@@ -559,6 +570,7 @@ mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 

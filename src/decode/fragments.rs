@@ -86,6 +86,22 @@ impl FragmentStats {
     }
 }
 
+/// What one reassembled datagram's fragments did that an evader would do, for its session's
+/// `anomalies` (Zeek's weird names: fragment_overlap, fragment_inconsistency,
+/// fragment_size_inconsistency).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReassemblyNotes {
+    /// Fragments overlapping bytes already received, with the same bytes (duplicates too).
+    pub overlap_same: u32,
+    /// Fragments overlapping bytes already received, with other bytes.
+    pub overlap_different: u32,
+    /// Fragments disagreeing about the datagram's length (a last fragment ending before bytes
+    /// already received, or a fragment reaching past the last one's end).
+    pub size_inconsistent: u32,
+    /// Fragments whose TTL (hop limit) differs from the first fragment received.
+    pub ttl_changes: u32,
+}
+
 /// What became of one fragment handed to [`FragmentReassembler::add`].
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum FragmentVerdict {
@@ -94,8 +110,9 @@ pub(super) enum FragmentVerdict {
     NotTaken,
     /// Taken; its datagram is not complete (or was given up, as the statistics count).
     Held,
-    /// This fragment completed its datagram: the rebuilt IP packet, header first.
-    Complete(Vec<u8>),
+    /// This fragment completed its datagram: the rebuilt IP packet, header first, and what
+    /// its fragments did.
+    Complete(Vec<u8>, ReassemblyNotes),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,6 +147,9 @@ struct Pending {
     /// Payload length, known once the last fragment (more-fragments clear) arrived.
     total: Option<usize>,
     fragments: u32,
+    /// TTL of the first fragment received.
+    first_ttl: Option<u8>,
+    notes: ReassemblyNotes,
 }
 
 impl Pending {
@@ -259,6 +279,7 @@ struct Piece<'a> {
     more: bool,
     data: &'a [u8],
     first: Option<FirstHeader>,
+    ttl: u8,
 }
 
 /// Where the IPv6 fragment header sits: the unfragmentable part's length, the position of the
@@ -322,6 +343,7 @@ fn piece<'a>(packet: &'a [u8], layer: &IpLayer<'a>) -> Option<Piece<'a>> {
         more: fragment.more,
         data,
         first,
+        ttl: layer.ttl,
     })
 }
 
@@ -409,6 +431,8 @@ impl FragmentReassembler {
                 ranges: Vec::new(),
                 total: None,
                 fragments: 0,
+                first_ttl: None,
+                notes: ReassemblyNotes::default(),
             };
             self.bytes += entry.cost();
             self.pending.insert(piece.key, entry);
@@ -438,15 +462,30 @@ impl FragmentReassembler {
         if entry.first.is_none() {
             entry.first = piece.first;
         }
+        if *entry.first_ttl.get_or_insert(piece.ttl) != piece.ttl {
+            entry.notes.ttl_changes += 1;
+        }
+        // Bytes already received reach this far (the teardrop's last fragment ends before).
+        let received_end = entry.ranges.last().map_or(0, |r| r.1);
         if !piece.more {
             // The last fragment states the length; a disagreement keeps the longer (as Zeek).
-            entry.total = Some(entry.total.map_or(end, |t| t.max(end)));
+            let longest = entry.total.unwrap_or(0).max(received_end);
+            if longest > end || entry.total.is_some_and(|t| t != end) {
+                entry.notes.size_inconsistent += 1;
+            }
+            entry.total = Some(longest.max(end));
         } else if entry.total.is_some_and(|t| end > t) {
+            entry.notes.size_inconsistent += 1;
             entry.total = Some(end);
         }
         let (overlap, differ) = entry.insert(piece.offset, piece.data);
         self.stats.overlapping += u64::from(overlap);
         self.stats.overlapping_different += u64::from(differ);
+        if differ {
+            entry.notes.overlap_different += 1;
+        } else if overlap {
+            entry.notes.overlap_same += 1;
+        }
         let complete = entry.is_complete();
         let cost_after = entry.cost();
         self.bytes = (self.bytes + cost_after).saturating_sub(cost_before);
@@ -457,10 +496,11 @@ impl FragmentReassembler {
             return FragmentVerdict::Held;
         };
         let fragments = entry.fragments;
+        let notes = entry.notes;
         match entry.rebuild() {
             Some(datagram) => {
                 self.stats.reassembled += 1;
-                FragmentVerdict::Complete(datagram)
+                FragmentVerdict::Complete(datagram, notes)
             }
             None => {
                 self.stats.malformed += 1;

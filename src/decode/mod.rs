@@ -21,7 +21,9 @@ mod tunnel;
 
 pub use checksum::{ChecksumVerdict, verify_checksums};
 use fragments::FragmentVerdict;
-pub use fragments::{FragmentReassembler, FragmentStats, MAX_FRAGMENTS_PER_DATAGRAM};
+pub use fragments::{
+    FragmentReassembler, FragmentStats, MAX_FRAGMENTS_PER_DATAGRAM, ReassemblyNotes,
+};
 pub use ip::{QuotedFlow, TcpFlags, Transport, icmp_counterpart, is_icmp_error, parse_quoted};
 pub use shard::{PacketParts, shard_key};
 
@@ -56,6 +58,8 @@ pub struct IpPacket<'a> {
     pub l4_len: u32,
     /// The IPv4 header bytes; empty for IPv6.
     pub ip_header: &'a [u8],
+    /// Set on the layers of a datagram rebuilt from IP fragments: what its fragments did.
+    pub reassembly: Option<ReassemblyNotes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,14 +229,16 @@ impl Decoder {
             ts,
             completed: None,
             held: false,
+            notes: None,
         };
         let mut result = link::decode_link(link, frame, &mut sink);
         // A reassembled datagram may carry a tunnel whose inner packet is a fragment that
         // completes in turn; each round is one layer deeper.
         for _ in 0..=tunnel::MAX_DEPTH {
-            let Some((datagram, enc)) = sink.completed.take() else {
+            let Some((datagram, enc, notes)) = sink.completed.take() else {
                 break;
             };
+            sink.notes = Some(notes);
             let inner = tunnel::ip_layer(&datagram, IpVersion::Any, enc, &mut sink);
             result = result.and(inner);
         }
@@ -261,13 +267,21 @@ struct Reassembling<'r, F> {
     ts: Timestamp,
     /// A datagram completed during the walk, and where it sits (a walk follows one chain of
     /// layers and ends at the first fragment, so there is at most one).
-    completed: Option<(Vec<u8>, Encap)>,
+    completed: Option<(Vec<u8>, Encap, ReassemblyNotes)>,
     held: bool,
+    /// The notes of the datagram being walked, given to the layers found in it.
+    notes: Option<ReassemblyNotes>,
 }
 
 impl<'a, F: FnMut(&IpPacket<'_>)> Sink<'a> for Reassembling<'_, F> {
     fn packet(&mut self, packet: &IpPacket<'a>) {
-        (self.visit)(packet)
+        match self.notes {
+            Some(notes) => (self.visit)(&IpPacket {
+                reassembly: Some(notes),
+                ..*packet
+            }),
+            None => (self.visit)(packet),
+        }
     }
 
     fn fragment(&mut self, packet: &'a [u8], layer: &IpLayer<'a>, enc: Encap) -> bool {
@@ -277,9 +291,9 @@ impl<'a, F: FnMut(&IpPacket<'_>)> Sink<'a> for Reassembling<'_, F> {
                 self.held = true;
                 true
             }
-            FragmentVerdict::Complete(datagram) => {
+            FragmentVerdict::Complete(datagram, notes) => {
                 self.held = true;
-                self.completed = Some((datagram, enc));
+                self.completed = Some((datagram, enc, notes));
                 true
             }
         }

@@ -123,6 +123,7 @@ fn packet<'a>(layer: &IpLayer<'a>, enc: Encap, transport: Transport<'a>) -> IpPa
         l4: layer.l4,
         l4_len: layer.l4_len,
         ip_header: layer.header,
+        reassembly: None,
     }
 }
 

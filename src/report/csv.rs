@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
 
 /// The header, in column order.
-pub const SESSIONS_CSV_COLUMNS: [&str; 49] = [
+pub const SESSIONS_CSV_COLUMNS: [&str; 50] = [
     "ts",
     "uid",
     "community_id",
@@ -77,10 +77,12 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 49] = [
     "ssdp_target",
     "initiator",
     "initiator_reason",
+    "anomalies",
 ];
 
-/// The last columns, decided only once the whole capture is known (hidden-session analysis);
-/// rows are stored without them and they are appended when rows are written in start order.
+/// The columns before `anomalies` decided only once the whole capture is known (hidden-session
+/// analysis); rows are stored without them (and without `anomalies`, kept beside the row) and
+/// they are appended when rows are written in start order.
 pub const LABEL_COLUMNS: usize = 2;
 
 /// Staged rows are copied out after each row; the staging vector restarts past this size.
@@ -139,8 +141,11 @@ pub struct SessionCsvWriter {
     sinks: Vec<Box<dyn RowSink>>,
     order: StartOrderBuffer,
     rows: RowFormatter,
-    /// The row as it is stored: tag length (u16 LE), tag, formatted columns.
+    /// The row as it is stored: tag length (u16 LE), tag, anomalies length (u16 LE), the
+    /// `anomalies` column, formatted columns.
     stored: Vec<u8>,
+    /// The `anomalies` column of the row being stored (reused).
+    anomalies: String,
 }
 
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
@@ -244,6 +249,10 @@ impl RowFormatter {
             for _ in 0..LABEL_COLUMNS {
                 w.write_field("")?;
             }
+            // Ten counters with names and counts: at most a few hundred bytes, no quoting.
+            let mut anomalies = AnomaliesBuf::default();
+            let _ = write!(anomalies, "{}", r.anomalies);
+            w.write_field(anomalies.as_bytes())?;
         }
         w.write_record(None::<&[u8]>)
     }
@@ -292,6 +301,7 @@ impl SessionCsvWriter {
             sinks,
             rows: RowFormatter::new(options.community_id_seed),
             stored: Vec::new(),
+            anomalies: String::new(),
         })
     }
 
@@ -324,6 +334,11 @@ impl SessionCsvWriter {
         self.stored
             .extend_from_slice(&(tag.len() as u16).to_le_bytes());
         self.stored.extend_from_slice(tag);
+        self.anomalies.clear();
+        let _ = write!(self.anomalies, "{}", record.anomalies);
+        self.stored
+            .extend_from_slice(&(self.anomalies.len() as u16).to_le_bytes());
+        self.stored.extend_from_slice(self.anomalies.as_bytes());
         self.stored.extend_from_slice(row);
         let key = RowKey::new(record.start, record.uid.as_str());
         self.order
@@ -355,7 +370,8 @@ impl SessionCsvWriter {
         let mut reader_buf = Vec::new();
         let mut line = Vec::new();
         let mut each = |stored: &[u8]| -> io::Result<()> {
-            let (tag, row) = split_stored(stored);
+            let (tag, stored) = split_stored(stored);
+            let (anomalies, row) = split_stored(stored);
             let (initiator, reason) = label(tag, row);
             line.clear();
             line.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
@@ -363,6 +379,8 @@ impl SessionCsvWriter {
             push_field(&mut line, &initiator);
             line.push(b',');
             push_field(&mut line, &reason);
+            line.push(b',');
+            push_field(&mut line, &String::from_utf8_lossy(anomalies));
             line.push(b'\n');
             let row = line.as_slice();
             if let Some(file) = file.as_mut() {
@@ -484,6 +502,40 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
 }
 
 /// A stored row's tag and formatted columns.
+/// A stack buffer for the `anomalies` column of a streamed row (no allocation per row).
+struct AnomaliesBuf {
+    bytes: [u8; 512],
+    len: usize,
+}
+
+impl Default for AnomaliesBuf {
+    fn default() -> Self {
+        AnomaliesBuf {
+            bytes: [0; 512],
+            len: 0,
+        }
+    }
+}
+
+impl AnomaliesBuf {
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl std::fmt::Write for AnomaliesBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
+        self.bytes
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Splits a length-prefixed (u16 LE) field off the front of `stored`: (field, rest).
 fn split_stored(stored: &[u8]) -> (&[u8], &[u8]) {
     let len = match stored {
         [a, b, ..] => usize::from(u16::from_le_bytes([*a, *b])),
@@ -603,6 +655,7 @@ mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 
@@ -640,7 +693,7 @@ mod tests {
              server_name,tls_version,tls_alpn,ja4,http_method,http_host,http_uri,http_user_agent,\
              http_status,dns_query,dns_qtype,dns_rcode,dns_answers,netbios_name,ssh_client,\
              ssh_server,banner,quic_version,dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,\
-             ssdp_target,initiator,initiator_reason"
+             ssdp_target,initiator,initiator_reason,anomalies"
         );
         let (_, rows) = read_rows(&stats.path);
         let r = &rows[0];

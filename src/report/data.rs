@@ -7,9 +7,12 @@
 //! [`SAMPLE_ROWS`] sessions for the sortable, filterable table. The sample keeps the sessions
 //! whose uid hashes lowest (a bottom-k sample), so it is uniform, deterministic, and the same
 //! whatever order sessions finished in. The capture-wide counts (span, packets, skip reasons,
-//! services, talkers) come from [`crate::analysis::CaptureSummary`]. Promises: memory bounded
-//! by the two caps whatever the number of sessions; no panic on any value.
+//! services, talkers) come from [`crate::analysis::CaptureSummary`]. [`HiddenAnalysis`] is what
+//! the page shows of the hidden-session analysis, with each periodic pattern's intervals
+//! (derived from the session starts the analysis kept, downsampled for the plot). Promises: memory bounded
+//! by the caps whatever the number of sessions or patterns; no panic on any value.
 
+use crate::analysis::hidden::{HiddenPattern, HiddenReport};
 use crate::capture::Timestamp;
 use crate::session::{Proto, SessionRecord};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -22,6 +25,11 @@ pub const SAMPLE_ROWS: usize = 2_000;
 const BASE_BUCKET_NANOS: i64 = 1_000_000_000;
 /// Intervals kept per periodic pattern for its plot.
 pub const MAX_PATTERN_INTERVALS: usize = 200;
+/// Hidden groups the page lists at most (the ones with most sessions).
+pub const MAX_HIDDEN_GROUPS: usize = 1_000;
+/// Periodic patterns that get an interval plot at most (4 pages of the hidden-sessions
+/// table): 200 plots of 200 points keep the page's plot data under about 300 KB.
+pub const MAX_PLOTTED_PATTERNS: usize = 200;
 
 /// Protocol columns of the timeline.
 pub const TIMELINE_PROTOCOLS: [&str; 4] = ["tcp", "udp", "icmp", "other"];
@@ -172,20 +180,14 @@ pub struct HiddenGroup {
     pub ip_bytes: u64,
     pub first: Timestamp,
     pub last: Timestamp,
-}
-
-/// Sessions from a host to a destination that recur at a regular interval.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PeriodicPattern {
-    pub host: String,
-    pub destination: String,
-    pub service: String,
-    pub sessions: u64,
-    /// The typical interval, seconds.
-    pub period_secs: f64,
-    /// Intervals between consecutive starts, seconds, in order (at most
-    /// [`MAX_PATTERN_INTERVALS`] are shown).
+    /// For a periodic pattern: the typical interval, seconds.
+    pub period_secs: Option<f64>,
+    /// For a periodic pattern with a plot: intervals between consecutive session starts,
+    /// seconds (to the millisecond), in time order, at most [`MAX_PATTERN_INTERVALS`]
+    /// ([`plot_intervals`] says how they are picked). Empty without a plot.
     pub intervals_secs: Vec<f64>,
+    /// How many intervals the analysis had (more than shown when downsampled).
+    pub intervals_total: usize,
 }
 
 /// What the hidden-session analysis found (absent until that analysis runs).
@@ -193,8 +195,103 @@ pub struct PeriodicPattern {
 pub struct HiddenAnalysis {
     pub user_sessions: u64,
     pub technology_sessions: u64,
+    /// Groups (patterns) found, shown or not.
+    pub groups_total: usize,
+    /// In page order ([`HiddenAnalysis::from_report`]): most sessions first; at most
+    /// [`MAX_HIDDEN_GROUPS`].
     pub groups: Vec<HiddenGroup>,
-    pub patterns: Vec<PeriodicPattern>,
+}
+
+impl HiddenAnalysis {
+    /// The patterns hidden.csv lists ([`HiddenReport::shown`]) as the report shows them, most
+    /// sessions first (then host); the first [`MAX_PLOTTED_PATTERNS`] periodic ones among the
+    /// first [`MAX_HIDDEN_GROUPS`] get their interval plot.
+    pub fn from_report(
+        report: &HiddenReport,
+        user_sessions: u64,
+        technology_sessions: u64,
+    ) -> Self {
+        let mut shown: Vec<&HiddenPattern> = report.shown().collect();
+        shown.sort_by(|a, b| {
+            b.sessions
+                .cmp(&a.sessions)
+                .then(a.host.cmp(&b.host))
+                .then(a.dest.cmp(&b.dest))
+                .then(a.port.cmp(&b.port))
+        });
+        let mut plots = 0usize;
+        let groups_total = shown.len();
+        let groups = shown
+            .iter()
+            .take(MAX_HIDDEN_GROUPS)
+            .map(|p| {
+                let destination = match &p.name {
+                    Some(name) => format!("{name} ({})", p.dest),
+                    None => p.dest.to_string(),
+                };
+                let plotted = p.period_s.is_some()
+                    && p.starts_nanos.len() >= 2
+                    && plots < MAX_PLOTTED_PATTERNS;
+                let intervals_secs = match (plotted, p.period_s) {
+                    (true, Some(period)) => {
+                        plots += 1;
+                        plot_intervals(&p.starts_nanos, period, MAX_PATTERN_INTERVALS)
+                    }
+                    _ => Vec::new(),
+                };
+                HiddenGroup {
+                    host: p.host.to_string(),
+                    destination,
+                    service: p.service.clone(),
+                    reasons: vec![p.reason.clone()],
+                    sessions: p.sessions,
+                    ip_bytes: p.orig_bytes.saturating_add(p.resp_bytes),
+                    first: p.first,
+                    last: p.last,
+                    period_secs: p.period_s,
+                    intervals_secs,
+                    intervals_total: p.starts_nanos.len().saturating_sub(1),
+                }
+            })
+            .collect();
+        HiddenAnalysis {
+            user_sessions,
+            technology_sessions,
+            groups_total,
+            groups,
+        }
+    }
+}
+
+/// The intervals between consecutive `starts_nanos` (sorted), in seconds rounded to the
+/// millisecond, at most `max_points` of them: all when they fit; otherwise the intervals are cut
+/// into `max_points` consecutive slices and each slice keeps the interval farthest from
+/// `period_s`, so a missed beat or a burst stays visible after downsampling.
+pub fn plot_intervals(starts_nanos: &[i64], period_s: f64, max_points: usize) -> Vec<f64> {
+    let intervals: Vec<f64> = starts_nanos
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] => Some(b.saturating_sub(*a) as f64 / 1e9),
+            _ => None,
+        })
+        .collect();
+    let millis = |v: f64| (v * 1000.0).round() / 1000.0;
+    let n = intervals.len();
+    if n <= max_points || max_points == 0 {
+        return intervals.into_iter().take(max_points).map(millis).collect();
+    }
+    (0..max_points)
+        .filter_map(|slice| {
+            let from = slice * n / max_points;
+            let to = ((slice + 1) * n / max_points).max(from + 1);
+            intervals
+                .get(from..to.min(n))?
+                .iter()
+                .copied()
+                .max_by(|a, b| (a - period_s).abs().total_cmp(&(b - period_s).abs()))
+        })
+        .map(millis)
+        .collect()
 }
 
 /// Everything the HTML report needs besides the capture summary; see the module documentation.
@@ -345,6 +442,7 @@ pub(crate) mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 
@@ -386,6 +484,56 @@ pub(crate) mod tests {
         // Uniform enough: the sample reaches both halves of the capture.
         assert!(rows.iter().any(|r| r.start.0 < 3_500 * 1_000_000_000));
         assert!(rows.iter().any(|r| r.start.0 >= 3_500 * 1_000_000_000));
+    }
+
+    #[test]
+    fn few_intervals_are_all_kept_to_the_millisecond() {
+        let s = 1_000_000_000i64;
+        let starts = [0, 30 * s, 60 * s + 1_200_000, 90 * s];
+        assert_eq!(plot_intervals(&starts, 30.0, 200), [30.0, 30.001, 29.999]);
+        assert!(plot_intervals(&[5], 30.0, 200).is_empty());
+        assert!(plot_intervals(&[], 30.0, 200).is_empty());
+        assert!(plot_intervals(&starts, 30.0, 0).is_empty());
+    }
+
+    #[test]
+    fn downsampling_keeps_a_missed_beat() {
+        // 4,096 starts every 10 s with one beat missed (a 20 s interval) at start 3,000: the
+        // 200 slices of about 20 intervals each keep the interval farthest from the period.
+        let starts: Vec<i64> = (0..4097i64)
+            .filter(|&i| i != 3_000)
+            .map(|i| i * 10_000_000_000)
+            .collect();
+        let plot = plot_intervals(&starts, 10.0, 200);
+        assert_eq!(plot.len(), 200);
+        assert_eq!(plot.iter().filter(|&&v| v == 20.0).count(), 1);
+        assert_eq!(plot.iter().filter(|&&v| v == 10.0).count(), 199);
+        // The gap is at 2,999 of 4,095 intervals: slice 2999 * 200 / 4095 = 146.
+        assert_eq!(plot[146], 20.0);
+    }
+
+    #[test]
+    fn periodic_patterns_get_their_intervals_from_the_analysis() {
+        use crate::analysis::hidden::{HiddenAnalyzer, HiddenOptions, SessionFacts};
+        let mut analyzer = HiddenAnalyzer::new(HiddenOptions::default());
+        let mut tag = Vec::new();
+        // A DNS query every 30 s for 300 beats, one beat missed, so 299 sessions and 298
+        // intervals: 297 of 30 s, one of 60 s.
+        for i in (0..300u64).filter(|&i| i != 100) {
+            let r = record(i, 1_700_000_000 + i as i64 * 30, Proto::Udp);
+            tag.clear();
+            analyzer.observe(&SessionFacts::from_record(&r), &mut tag);
+        }
+        let report = analyzer.finish();
+        let h = HiddenAnalysis::from_report(&report, 0, 299);
+        assert_eq!(h.groups_total, 1);
+        let g = &h.groups[0];
+        assert_eq!(g.sessions, 299);
+        assert_eq!(g.period_secs, Some(30.0));
+        assert_eq!(g.intervals_total, 298);
+        assert_eq!(g.intervals_secs.len(), MAX_PATTERN_INTERVALS);
+        assert!(g.intervals_secs.contains(&60.0));
+        assert!(g.intervals_secs.iter().all(|&v| v == 30.0 || v == 60.0));
     }
 
     #[test]

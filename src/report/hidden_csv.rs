@@ -46,7 +46,7 @@ pub fn write(dir: &Path, report: &HiddenReport) -> Result<(PathBuf, u64), csv::E
     Ok((path, rows))
 }
 
-fn proto_name(ip_proto: u8) -> String {
+pub(crate) fn proto_name(ip_proto: u8) -> String {
     match ip_proto {
         6 => "tcp".into(),
         17 => "udp".into(),

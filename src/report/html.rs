@@ -13,7 +13,10 @@
 //! the page only as text, never as markup); the page records its own script errors and what it
 //! rendered in `#selfcheck` so a headless browser can check it.
 
-use super::data::{HiddenAnalysis, MAX_PATTERN_INTERVALS, ReportData, TIMELINE_PROTOCOLS};
+use super::data::{
+    HiddenAnalysis, MAX_HIDDEN_GROUPS, MAX_PATTERN_INTERVALS, MAX_PLOTTED_PATTERNS, ReportData,
+    TIMELINE_PROTOCOLS,
+};
 use super::jsonl::push_json_string;
 use super::terminal::{bytes, clean, count, duration, link_name, percent, utc};
 use crate::analysis::{CaptureSummary, END_REASONS};
@@ -27,9 +30,6 @@ use std::path::Path;
 pub const REPORT_FILE_NAME: &str = "report.html";
 /// Rows of the top-services and top-talkers tables.
 const TOP_N: usize = 20;
-/// Hidden groups and periodic patterns the page lists at most.
-const MAX_HIDDEN_GROUPS: usize = 1_000;
-const MAX_PATTERNS: usize = 50;
 
 /// Writes `dir/report.html`.
 pub fn write_report(dir: &Path, summary: &CaptureSummary, data: &ReportData) -> io::Result<()> {
@@ -231,15 +231,20 @@ fn hidden_section(page: &mut String, hidden: Option<&HiddenAnalysis>) {
                  hidden sessions{}.</p>",
                 count(h.user_sessions),
                 count(h.technology_sessions),
-                count(h.groups.len() as u64),
-                if h.groups.len() > MAX_HIDDEN_GROUPS {
-                    format!(" (the {MAX_HIDDEN_GROUPS} largest shown)")
+                count(h.groups_total as u64),
+                if h.groups_total > h.groups.len().min(MAX_HIDDEN_GROUPS) {
+                    format!(
+                        " (the {} largest shown)",
+                        h.groups.len().min(MAX_HIDDEN_GROUPS)
+                    )
                 } else {
                     String::new()
                 }
             );
             page.push_str(
-                "<div id=\"hidden\"></div><h3>Periodic patterns</h3><div id=\"patterns\"></div>",
+                "<p class=\"note\">A periodic pattern's row plots the intervals between its \
+                 session starts in time order, the dashed line at its period.</p>\
+                 <div id=\"hidden\"></div>",
             );
         }
     }
@@ -407,13 +412,11 @@ fn hidden_json(j: &mut String, h: &HiddenAnalysis) {
     let _ = write!(
         j,
         "{{\"user\":{},\"technology\":{},\"groups_total\":{},\"groups\":[",
-        h.user_sessions,
-        h.technology_sessions,
-        h.groups.len()
+        h.user_sessions, h.technology_sessions, h.groups_total
     );
-    let mut groups: Vec<_> = h.groups.iter().collect();
-    groups.sort_by(|a, b| b.sessions.cmp(&a.sessions).then(a.host.cmp(&b.host)));
-    for (i, g) in groups.iter().take(MAX_HIDDEN_GROUPS).enumerate() {
+    // Already in page order (most sessions first); the script keeps it.
+    let mut plots = 0;
+    for (i, g) in h.groups.iter().take(MAX_HIDDEN_GROUPS).enumerate() {
         if i > 0 {
             j.push(',');
         }
@@ -429,37 +432,27 @@ fn hidden_json(j: &mut String, h: &HiddenAnalysis) {
         json_seconds(j, g.first.0);
         j.push(',');
         json_seconds(j, g.last.0);
-        j.push(']');
-    }
-    j.push_str("],\"patterns\":[");
-    for (i, p) in h.patterns.iter().take(MAX_PATTERNS).enumerate() {
-        if i > 0 {
-            j.push(',');
+        match g.period_secs.filter(|p| p.is_finite()) {
+            Some(period) => {
+                let _ = write!(j, ",{period},[");
+            }
+            None => j.push_str(",null,["),
         }
-        j.push_str("{\"host\":");
-        push_json_string(j, &p.host);
-        j.push_str(",\"destination\":");
-        push_json_string(j, &p.destination);
-        j.push_str(",\"service\":");
-        push_json_string(j, &p.service);
-        let period = if p.period_secs.is_finite() {
-            p.period_secs
+        // At most MAX_PLOTTED_PATTERNS plots of MAX_PATTERN_INTERVALS points: the page's size.
+        let finite = g.intervals_secs.iter().filter(|v| v.is_finite());
+        let points = if plots < MAX_PLOTTED_PATTERNS && finite.clone().next().is_some() {
+            plots += 1;
+            MAX_PATTERN_INTERVALS
         } else {
-            0.0
+            0
         };
-        let _ = write!(
-            j,
-            ",\"sessions\":{},\"period\":{period},\"intervals\":[",
-            p.sessions
-        );
-        let finite = p.intervals_secs.iter().filter(|v| v.is_finite());
-        for (k, v) in finite.take(MAX_PATTERN_INTERVALS).enumerate() {
+        for (k, v) in finite.take(points).enumerate() {
             if k > 0 {
                 j.push(',');
             }
             let _ = write!(j, "{v}");
         }
-        j.push_str("]}");
+        let _ = write!(j, "],{}]", g.intervals_total);
     }
     j.push_str("]}");
 }
@@ -500,7 +493,7 @@ button:disabled{opacity:.4;cursor:default}
 svg text{fill:var(--muted);font-size:11px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
-.pattern{display:inline-block;margin:6px 12px 6px 0;padding:6px 8px;background:var(--card);border-radius:6px;font-size:12px}
+.plot{display:block;margin-top:2px}.plot polyline{fill:none;stroke:var(--tcp);stroke-width:1.2}
 </style>
 </head>
 <body>
@@ -585,7 +578,7 @@ function table(host,cols,rows,pageSize,id){
   function draw(){while(tbody.firstChild){tbody.removeChild(tbody.firstChild);}
     var pages=Math.max(1,Math.ceil(state.view.length/pageSize));if(state.page>=pages){state.page=pages-1;}
     var from=state.page*pageSize,to=Math.min(state.view.length,from+pageSize);
-    for(var i=from;i<to;i++){var r=rows[state.view[i]],row=el("tr");cols.forEach(function(c,k){row.appendChild(el("td",c.num?{"class":"num"}:null,c.fmt?c.fmt(r[k]):r[k]));});tbody.appendChild(row);}
+    for(var i=from;i<to;i++){var r=rows[state.view[i]],row=el("tr");cols.forEach(function(c,k){var td=el("td",c.num?{"class":"num"}:null,c.fmt?c.fmt(r[k]):r[k]);if(c.node){c.node(td,r);}row.appendChild(td);});tbody.appendChild(row);}
     info.textContent=state.view.length?("rows "+num(from+1)+"\u2013"+num(to)+" of "+num(state.view.length)+(state.view.length<rows.length?" (filtered from "+num(rows.length)+")":"")):"no rows match";
     prev.disabled=state.page===0;next.disabled=state.page>=pages-1;}
   input.addEventListener("input",function(){state.filter=input.value;apply();draw();});
@@ -593,24 +586,30 @@ function table(host,cols,rows,pageSize,id){
   state.view=rows.map(function(_,i){return i;});draw();return tbody;
 }
 
+function secs(s){s=Number(s);return s<60?s.toFixed(s<10?2:1)+" s":dur(s);}
+/* A periodic pattern's intervals (seconds, time order) as a small plot, the period dashed. */
+function intervalPlot(period,iv,total){
+  var W=220,Hh=44,P=3,max=0;iv.forEach(function(v){if(v>max){max=v;}});
+  max=Math.max(period*2,Math.min(max,period*4),1e-6);
+  function y(v){return (Hh-P-Math.min(v/max,1)*(Hh-2*P)).toFixed(1);}
+  var svg=sv("svg",{viewBox:"0 0 "+W+" "+Hh,width:W,height:Hh,"class":"plot",role:"img"});
+  svg.appendChild(sv("line",{x1:0,x2:W,y1:y(period),y2:y(period),stroke:"var(--tech)","stroke-dasharray":"3 3"}));
+  var pts=iv.map(function(v,i){return (iv.length>1?P+i/(iv.length-1)*(W-2*P):W/2).toFixed(1)+","+y(v);});
+  svg.appendChild(sv("polyline",{points:pts.join(" ")}));
+  iv.forEach(function(v,i){if(iv.length<=60){var c=pts[i].split(",");svg.appendChild(sv("circle",{cx:c[0],cy:c[1],r:1.6,fill:"var(--tcp)"}));}});
+  var tt=sv("title",{});tt.textContent="Intervals between session starts, in time order: "+(iv.length<total?iv.length+" of "+num(total)+" (each the one farthest from the period in its slice)":num(iv.length))+". Dashed: the period, "+secs(period)+". Top edge: "+secs(max)+" or more.";
+  svg.appendChild(tt);return svg;
+}
+
 (function hidden(){
   if(!D.hidden){check.hidden="unavailable";check.hidden_rows=0;return;}
   var H=D.hidden;
-  var body=table(document.getElementById("hidden"),[{name:"host"},{name:"destination"},{name:"service"},{name:"reasons"},{name:"sessions",num:true,fmt:num},{name:"bytes",num:true,fmt:bytes},{name:"first (UTC)",fmt:utc},{name:"last (UTC)",fmt:utc}],H.groups,50,"hidden-table");
+  function every(p){return p===null||p===undefined?"":"every "+secs(p);}
+  function plot(td,r){if(r[8]!==null&&r[9].length){td.appendChild(intervalPlot(r[8],r[9],r[10]));}}
+  var body=table(document.getElementById("hidden"),[{name:"host"},{name:"destination"},{name:"service"},{name:"reasons"},{name:"sessions",num:true,fmt:num},{name:"bytes",num:true,fmt:bytes},{name:"first (UTC)",fmt:utc},{name:"last (UTC)",fmt:utc},{name:"period and intervals",fmt:every,node:plot}],H.groups,50,"hidden-table");
   check.hidden="available";check.hidden_rows=H.groups.length;check.hidden_rows_shown=body.children.length;
-  var ph=document.getElementById("patterns");
-  if(!H.patterns.length){ph.appendChild(el("p",{"class":"note"},"No periodic patterns."));}
-  H.patterns.forEach(function(p){
-    var box=el("div",{"class":"pattern"});
-    box.appendChild(el("div",null,p.host+" \u2192 "+p.destination+(p.service?" ("+p.service+")":"")));
-    box.appendChild(el("div",{"class":"note"},num(p.sessions)+" sessions, every "+dur(p.period)));
-    var W=240,Hh=50,iv=p.intervals,max=0;iv.forEach(function(v){if(v>max){max=v;}});max=Math.max(max,p.period*1.5,1e-6);
-    var svg=sv("svg",{viewBox:"0 0 "+W+" "+Hh,width:W,height:Hh,"class":"pattern-plot"});
-    var py=Hh-2-(p.period/max)*(Hh-4);svg.appendChild(sv("line",{x1:0,x2:W,y1:py.toFixed(1),y2:py.toFixed(1),stroke:"var(--tech)","stroke-dasharray":"3 3"}));
-    iv.forEach(function(v,i){var x=iv.length>1?i/(iv.length-1)*(W-6)+3:W/2;svg.appendChild(sv("circle",{cx:x.toFixed(1),cy:(Hh-2-(v/max)*(Hh-4)).toFixed(1),r:1.8,fill:"var(--tcp)"}));});
-    var tt=sv("title",{});tt.textContent="intervals between session starts (s); dashed: the period";svg.appendChild(tt);
-    box.appendChild(svg);ph.appendChild(box);});
-  check.patterns=H.patterns.length;
+  check.hidden_plots=H.groups.filter(function(g){return g[9].length>0;}).length;
+  check.hidden_plots_shown=body.querySelectorAll("tr svg.plot").length;
 })();
 
 (function sessions(){
@@ -639,8 +638,8 @@ window.addEventListener("error",function(){setTimeout(write,0);});
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::data::HiddenGroup;
     use crate::report::data::tests::record;
-    use crate::report::data::{HiddenGroup, PeriodicPattern};
     use crate::session::Proto;
 
     fn hostile() -> &'static str {
@@ -671,27 +670,32 @@ mod tests {
         r.service = Some("ht<tp\"></script><script>alert(2)</script>");
         summary.on_session(&r);
         data.on_session(&r);
+        let group = HiddenGroup {
+            host: hostile().into(),
+            destination: "</script>".into(),
+            service: "dns".into(),
+            reasons: vec![hostile().into()],
+            sessions: 3,
+            ip_bytes: 10,
+            first: r.start,
+            last: r.last,
+            period_secs: None,
+            intervals_secs: Vec::new(),
+            intervals_total: 0,
+        };
         data.hidden = Some(HiddenAnalysis {
             user_sessions: 1,
             technology_sessions: 0,
-            groups: vec![HiddenGroup {
-                host: hostile().into(),
-                destination: "</script>".into(),
-                service: "dns".into(),
-                reasons: vec![hostile().into()],
-                sessions: 3,
-                ip_bytes: 10,
-                first: r.start,
-                last: r.last,
-            }],
-            patterns: vec![PeriodicPattern {
-                host: hostile().into(),
-                destination: "d".into(),
-                service: String::new(),
-                sessions: 3,
-                period_secs: f64::NAN,
-                intervals_secs: vec![60.0, f64::INFINITY, 61.5],
-            }],
+            groups_total: 2,
+            groups: vec![
+                group.clone(),
+                HiddenGroup {
+                    period_secs: Some(f64::NAN),
+                    intervals_secs: vec![60.0, f64::INFINITY, 61.5],
+                    intervals_total: 3,
+                    ..group
+                },
+            ],
         });
         let page = render(&summary, &data);
         // The only script elements are ours: two scripts and the JSON block.
@@ -710,8 +714,9 @@ mod tests {
         let json = &page[start..end];
         assert!(!json.contains('<') && !json.contains('>') && !json.contains('&'));
         assert!(json.contains("ht\\u003ctp\\\"\\u003e\\u003c/script\\u003e"));
-        assert!(json.contains("\"period\":0,"));
-        assert!(json.contains("\"intervals\":[60,61.5]"));
+        // No period, or one JSON cannot hold: null; intervals JSON cannot hold are left out.
+        assert!(json.contains(",null,[],0]"));
+        assert!(json.contains(",null,[60,61.5],3]"));
     }
 
     #[test]
@@ -747,5 +752,36 @@ mod tests {
         let page = render(&summary, &data);
         assert!(page.len() < 1_500_000, "{}", page.len());
         assert!(page.contains("\"sample_size\":2000,"));
+    }
+
+    #[test]
+    fn many_periodic_patterns_give_a_bounded_page() {
+        let summary = CaptureSummary::new();
+        let mut data = ReportData::new();
+        let group = |i: u64| HiddenGroup {
+            host: format!("10.0.{}.{}", i / 256, i % 256),
+            destination: "c2.example.test (2001:db8::1)".into(),
+            service: "http".into(),
+            reasons: vec!["periodic: 4096 sessions every 30.1 s, jitter 3%".into()],
+            sessions: 4096,
+            ip_bytes: 1 << 20,
+            first: crate::capture::Timestamp::from_micros(1_700_000_000_000_000),
+            last: crate::capture::Timestamp::from_micros(1_700_123_456_000_000),
+            period_secs: Some(30.123),
+            intervals_secs: (0..250).map(|k| 29.5 + f64::from(k) * 0.007).collect(),
+            intervals_total: 4095,
+        };
+        data.hidden = Some(HiddenAnalysis {
+            user_sessions: 0,
+            technology_sessions: 5_000_000,
+            groups_total: 5_000,
+            groups: (0..5_000).map(group).collect(),
+        });
+        let page = render(&summary, &data);
+        let plots = page.matches(",30.123,[2").count();
+        assert_eq!(plots, MAX_PLOTTED_PATTERNS);
+        assert_eq!(page.matches(",30.123,[],4095]").count(), 1_000 - plots);
+        // 1,000 rows and 200 plots of 200 points: well under the 1 MB the big check allows.
+        assert!(page.len() < 600_000, "{}", page.len());
     }
 }

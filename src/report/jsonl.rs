@@ -6,11 +6,14 @@
 //! counts as integers, `duration` as seconds, and fields without a value left out (as Zeek
 //! leaves out unset fields) rather than written empty. Ours follow Zeek's:
 //! `ip_proto`, `community_id` (the name Zeek's community-id script uses), `service_evidence`,
-//! `end_reason`, `tunnel_depth`, `related_uid`. Promises: every string is escaped per RFC 8259
+//! `end_reason`, `tunnel_depth`, `related_uid`. The content columns take the name of the Zeek
+//! log field with the same value, prefixed by the log (`http.method`, `dns.answers`, as Zeek's
+//! JSON names a record's fields) and keep ours where Zeek has none ([`CONTENT_COLUMNS`]); lists
+//! are arrays, status and version numbers integers. Promises: every string is escaped per RFC 8259
 //! (quotes, backslashes, control characters), so a hostile value stays one string on one line;
 //! rows arrive in start order from the shared ordered stream.
 
-use super::export::{RowSink, SessionRow};
+use super::export::{CONTENT_COLUMNS, ContentKind, RowSink, SessionRow, list_items};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -81,6 +84,22 @@ pub fn json_line(r: &SessionRow<'_>, out: &mut String) {
     obj.string("end_reason", r.end_reason);
     obj.uint("tunnel_depth", u64::from(r.tunnel_depth));
     obj.optional_string("related_uid", r.related_uid);
+    for (column, text) in CONTENT_COLUMNS.iter().zip(r.content) {
+        if text.is_empty() {
+            continue;
+        }
+        match column.kind {
+            ContentKind::Text => obj.string(column.json_name, text),
+            // Checked to be digits when the row was read; a string otherwise, never bad JSON.
+            ContentKind::Integer => match text.parse::<u64>() {
+                Ok(n) => obj.uint(column.json_name, n),
+                Err(_) => obj.string(column.json_name, text),
+            },
+            ContentKind::List(separator) => obj.list(column.json_name, list_items(text, separator)),
+        }
+    }
+    obj.optional_string("initiator", r.initiator);
+    obj.optional_string("initiator_reason", r.initiator_reason);
     obj.out.push_str("}\n");
 }
 
@@ -112,6 +131,19 @@ impl Object<'_> {
         push_json_string(self.out, value);
     }
 
+    /// A JSON array of strings (Zeek writes a `vector of string` this way).
+    fn list<'s>(&mut self, name: &str, items: impl Iterator<Item = &'s str>) {
+        self.key(name);
+        self.out.push('[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            push_json_string(self.out, item);
+        }
+        self.out.push(']');
+    }
+
     /// Left out when empty, as Zeek leaves out unset fields.
     fn optional_string(&mut self, name: &str, value: &str) {
         if !value.is_empty() {
@@ -122,7 +154,7 @@ impl Object<'_> {
 
 /// Microseconds as a JSON number of seconds, the shortest exact form ("1.5", "3.0"), as
 /// Zeek's writer shows a time or interval.
-fn seconds(micros: i64) -> String {
+pub(crate) fn seconds(micros: i64) -> String {
     let sign = if micros < 0 { "-" } else { "" };
     let abs = micros.unsigned_abs();
     let frac = format!("{:06}", abs % 1_000_000);
@@ -180,6 +212,9 @@ mod tests {
             end_reason: "closed",
             tunnel_depth: 0,
             related_uid: "",
+            content: [""; crate::report::export::CONTENT_COLUMN_COUNT],
+            initiator: "",
+            initiator_reason: "",
         }
     }
 
@@ -214,6 +249,28 @@ mod tests {
         for absent in ["\"service\"", "\"history\"", "\"service_evidence\""] {
             assert!(!line.contains(absent), "{line}");
         }
+    }
+
+    #[test]
+    fn content_columns_take_zeek_names_and_types() {
+        let record = crate::report::export::tests::full_record("200");
+        let r = SessionRow::parse(&record).unwrap();
+        let mut line = String::new();
+        json_line(&r, &mut line);
+        // Names as Zeek's http.log and dns.log call these values (status_code a count,
+        // answers a vector of strings); server_name as in ssl.log; ours where Zeek has none.
+        assert!(!line.contains("related_uid"));
+        assert!(
+            line.ends_with(
+                "\"server_name\":\"bro.org\",\"tls_alpn\":[\"h2\",\"http/1.1\"],\
+             \"http.method\":\"GET\",\"http.host\":\"bro.org\",\
+             \"http.uri\":\"/download/CHANGES.bro-aux.txt\",\
+             \"http.user_agent\":\"Wget/1.14 (darwin12.2.0)\",\"http.status_code\":200,\
+             \"dns.answers\":[\"192.0.2.1\",\"example.test\"],\
+             \"initiator\":\"user\",\"initiator_reason\":\"an HTTP request\"}\n"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! [`stream_csv::StreamingCsvWriter`] appends rows as sessions end (live runs, with rotation),
 //! [`streams`] writes reassembled TCP streams, [`community_id`] hashes 5-tuples per the
 //! Community ID spec, [`data::ReportData`] gathers a bounded picture of the sessions for
-//! [`html`], [`hidden_csv`] writes the hidden-session patterns, and [`terminal::render`] turns an [`crate::analysis::CaptureSummary`] into the text
+//! [`html`], [`hidden_csv`] writes the hidden-session patterns ([`hidden_export`]: as JSON lines and Parquet), and [`terminal::render`] turns an [`crate::analysis::CaptureSummary`] into the text
 //! report.
 
 pub mod community_id;
@@ -14,6 +14,7 @@ pub mod csv;
 pub mod data;
 pub mod export;
 pub mod hidden_csv;
+pub mod hidden_export;
 pub mod html;
 pub mod jsonl;
 pub mod order;

@@ -1,17 +1,21 @@
 //! sessions.parquet: the sessions as typed columns for DuckDB, pandas, Polars and Spark.
 //!
 //! Owns the Parquet schema and writing it with the `arrow` and `parquet` crates. Column names
-//! are sessions.csv's (no dots, so SQL needs no quoting); types are real ones: `ts` a UTC
-//! timestamp with microseconds, ports and small numbers 32-bit integers, counts 64-bit
-//! integers, `duration` seconds as a double, addresses and names strings; a text field without
-//! a value is null (sessions.csv writes it empty). Only signed integer types are used, since
-//! Spark reads unsigned Parquet types poorly. Promises: memory bounded by one batch of
-//! [`BATCH_ROWS`] rows plus one row group; rows in start order (from the shared ordered
-//! stream); Snappy compression.
+//! are sessions.csv's (no dots, so SQL needs no quoting), all 49 of them; types are real ones:
+//! `ts` a UTC timestamp with microseconds, ports and small numbers 32-bit integers, counts
+//! 64-bit integers, `duration` seconds as a double, addresses and names strings, the list
+//! columns (`tls_alpn`, `dns_answers`) lists of strings; a field without a value is null
+//! (sessions.csv writes it empty). Only signed integer types are used, since Spark reads
+//! unsigned Parquet types poorly. Promises: memory bounded by one batch of [`BATCH_ROWS`] rows
+//! plus one row group; rows in start order (from the shared ordered stream); Snappy compression.
+//!
+//! Other writers extend the schema: [`session_fields`] lists the columns, [`SessionColumns`]
+//! appends rows and finishes them into arrays in the same order; add fields after them.
 
-use super::export::{RowSink, SessionRow};
+use super::export::{CONTENT_COLUMNS, ContentKind, RowSink, SessionRow, list_items};
 use arrow_array::builder::{
-    Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -30,19 +34,25 @@ pub const SESSIONS_PARQUET_FILE_NAME: &str = "sessions.parquet";
 pub const BATCH_ROWS: usize = 65_536;
 
 /// Rows per Parquet row group (the unit readers parallelise over).
-const ROW_GROUP_ROWS: usize = 262_144;
+pub const ROW_GROUP_ROWS: usize = 262_144;
 
-/// The Arrow schema of sessions.parquet, in sessions.csv's column order.
-pub fn schema() -> SchemaRef {
+/// The timestamp type of `ts` (and of the hidden patterns' times): microseconds, UTC.
+pub fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A list of strings (items not null).
+fn string_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// The columns of sessions.parquet, in sessions.csv's column order.
+pub fn session_fields() -> Vec<Field> {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
     let int32 = |name: &str| Field::new(name, DataType::Int32, false);
     let int64 = |name: &str| Field::new(name, DataType::Int64, false);
-    Arc::new(Schema::new(vec![
-        Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
+    let mut fields = vec![
+        Field::new("ts", utc_micros(), false),
         text("uid", false),
         text("community_id", false),
         text("orig_h", false),
@@ -66,11 +76,71 @@ pub fn schema() -> SchemaRef {
         text("end_reason", false),
         int32("tunnel_depth"),
         text("related_uid", true),
-    ]))
+    ];
+    for column in &CONTENT_COLUMNS {
+        let data_type = match column.kind {
+            ContentKind::Text => DataType::Utf8,
+            ContentKind::Integer => DataType::Int32,
+            ContentKind::List(_) => string_list(),
+        };
+        fields.push(Field::new(column.name, data_type, true));
+    }
+    fields.push(text("initiator", true));
+    fields.push(text("initiator_reason", true));
+    fields
 }
 
-/// Column builders for one batch.
-struct Columns {
+/// The Arrow schema of sessions.parquet ([`session_fields`]).
+pub fn session_schema() -> SchemaRef {
+    Arc::new(Schema::new(session_fields()))
+}
+
+/// A content column's builder.
+enum ContentBuilder {
+    Text(StringBuilder),
+    Integer(Int32Builder),
+    List(ListBuilder<StringBuilder>, char),
+}
+
+impl ContentBuilder {
+    fn append(&mut self, text: &str) {
+        match self {
+            ContentBuilder::Text(b) => optional(b, text),
+            // Checked to be digits when the row was read; anything else is null.
+            ContentBuilder::Integer(b) => b.append_option(text.parse::<i32>().ok()),
+            ContentBuilder::List(b, separator) => {
+                if text.is_empty() {
+                    b.append_null();
+                } else {
+                    for item in list_items(text, *separator) {
+                        b.values().append_value(item);
+                    }
+                    b.append(true);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ContentBuilder::Text(b) => Arc::new(b.finish()),
+            ContentBuilder::Integer(b) => Arc::new(b.finish()),
+            ContentBuilder::List(b, _) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn optional(b: &mut StringBuilder, v: &str) {
+    if v.is_empty() {
+        b.append_null();
+    } else {
+        b.append_value(v);
+    }
+}
+
+/// Column builders for session rows: [`SessionColumns::append`] one row at a time, then
+/// [`SessionColumns::finish`] gives the arrays in [`session_fields`] order.
+pub struct SessionColumns {
     ts: TimestampMicrosecondBuilder,
     uid: StringBuilder,
     community_id: StringBuilder,
@@ -95,16 +165,31 @@ struct Columns {
     end_reason: StringBuilder,
     tunnel_depth: Int32Builder,
     related_uid: StringBuilder,
+    content: Vec<ContentBuilder>,
+    initiator: StringBuilder,
+    initiator_reason: StringBuilder,
     rows: usize,
 }
 
-impl Columns {
-    fn new() -> Self {
-        let s = || StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16);
-        let i32b = || Int32Builder::with_capacity(BATCH_ROWS);
-        let i64b = || Int64Builder::with_capacity(BATCH_ROWS);
-        Columns {
-            ts: TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC"),
+impl SessionColumns {
+    /// Builders sized for `capacity` rows.
+    pub fn new(capacity: usize) -> Self {
+        let s = || StringBuilder::with_capacity(capacity, capacity * 16);
+        let i32b = || Int32Builder::with_capacity(capacity);
+        let i64b = || Int64Builder::with_capacity(capacity);
+        let content = CONTENT_COLUMNS
+            .iter()
+            .map(|c| match c.kind {
+                // Content is mostly empty: start small, builders grow as needed.
+                ContentKind::Text => ContentBuilder::Text(StringBuilder::new()),
+                ContentKind::Integer => ContentBuilder::Integer(Int32Builder::new()),
+                ContentKind::List(separator) => {
+                    ContentBuilder::List(ListBuilder::new(StringBuilder::new()), separator)
+                }
+            })
+            .collect();
+        SessionColumns {
+            ts: TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             uid: s(),
             community_id: s(),
             orig_h: s(),
@@ -113,7 +198,7 @@ impl Columns {
             resp_p: i32b(),
             proto: s(),
             service: s(),
-            duration: Float64Builder::with_capacity(BATCH_ROWS),
+            duration: Float64Builder::with_capacity(capacity),
             orig_bytes: i64b(),
             resp_bytes: i64b(),
             conn_state: s(),
@@ -128,18 +213,24 @@ impl Columns {
             end_reason: s(),
             tunnel_depth: i32b(),
             related_uid: s(),
+            content,
+            initiator: s(),
+            initiator_reason: StringBuilder::new(),
             rows: 0,
         }
     }
 
-    fn push(&mut self, r: &SessionRow<'_>) {
-        let optional = |b: &mut StringBuilder, v: &str| {
-            if v.is_empty() {
-                b.append_null();
-            } else {
-                b.append_value(v);
-            }
-        };
+    /// Rows appended since the last [`SessionColumns::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one session to every column.
+    pub fn append(&mut self, r: &SessionRow<'_>) {
         // Counts past i64::MAX (never seen in practice) saturate rather than wrap.
         let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.ts.append_value(r.ts_micros);
@@ -167,13 +258,19 @@ impl Columns {
         self.end_reason.append_value(r.end_reason);
         self.tunnel_depth.append_value(i32::from(r.tunnel_depth));
         optional(&mut self.related_uid, r.related_uid);
+        for (builder, text) in self.content.iter_mut().zip(r.content) {
+            builder.append(text);
+        }
+        optional(&mut self.initiator, r.initiator);
+        optional(&mut self.initiator_reason, r.initiator_reason);
         self.rows += 1;
     }
 
-    /// Takes the rows gathered so far as a batch (the builders start over empty).
-    fn batch(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    /// The rows appended so far as arrays, in [`session_fields`] order (the builders start
+    /// over empty).
+    pub fn finish(&mut self) -> Vec<ArrayRef> {
         self.rows = 0;
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.ts.finish()),
             Arc::new(self.uid.finish()),
             Arc::new(self.community_id.finish()),
@@ -199,8 +296,20 @@ impl Columns {
             Arc::new(self.tunnel_depth.finish()),
             Arc::new(self.related_uid.finish()),
         ];
-        RecordBatch::try_new(schema.clone(), columns)
+        columns.extend(self.content.iter_mut().map(ContentBuilder::finish));
+        columns.push(Arc::new(self.initiator.finish()));
+        columns.push(Arc::new(self.initiator_reason.finish()));
+        columns
     }
+}
+
+/// The writer properties every sessionscope Parquet file uses.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by(format!("sessionscope {}", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// Writes DIR/sessions.parquet.
@@ -208,10 +317,10 @@ pub struct ParquetWriter {
     path: PathBuf,
     schema: SchemaRef,
     writer: ArrowWriter<File>,
-    columns: Columns,
+    columns: SessionColumns,
 }
 
-fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+pub(crate) fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
     io::Error::other(e)
 }
 
@@ -220,34 +329,31 @@ impl ParquetWriter {
     pub fn create(dir: &Path) -> io::Result<Self> {
         let path = dir.join(SESSIONS_PARQUET_FILE_NAME);
         let file = File::create(&path)?;
-        let schema = schema();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("sessionscope {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(to_io)?;
+        let schema = session_schema();
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(writer_properties())).map_err(to_io)?;
         Ok(ParquetWriter {
             path,
             schema,
             writer,
-            columns: Columns::new(),
+            columns: SessionColumns::new(BATCH_ROWS),
         })
     }
 
     fn flush_batch(&mut self) -> io::Result<()> {
-        if self.columns.rows == 0 {
+        if self.columns.is_empty() {
             return Ok(());
         }
-        let batch = self.columns.batch(&self.schema).map_err(to_io)?;
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), self.columns.finish()).map_err(to_io)?;
         self.writer.write(&batch).map_err(to_io)
     }
 }
 
 impl RowSink for ParquetWriter {
     fn write_row(&mut self, row: &SessionRow<'_>) -> io::Result<()> {
-        self.columns.push(row);
-        if self.columns.rows >= BATCH_ROWS {
+        self.columns.append(row);
+        if self.columns.len() >= BATCH_ROWS {
             self.flush_batch()?;
         }
         Ok(())
@@ -295,6 +401,9 @@ mod tests {
             end_reason: "closed",
             tunnel_depth: 1,
             related_uid: "",
+            content: [""; crate::report::export::CONTENT_COLUMN_COUNT],
+            initiator: "technology",
+            initiator_reason: "",
         }
     }
 
@@ -343,6 +452,57 @@ mod tests {
         let orig_h = b.column_by_name("orig_h").unwrap().as_string::<i32>();
         assert_eq!(orig_h.value(0), "2001:db8::1");
         assert!(b.column_by_name("related_uid").unwrap().is_null(0));
+        assert_eq!(b.num_columns(), 49);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn content_columns_have_real_types() {
+        let dir = std::env::temp_dir().join(format!("sessionscope-pqc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let full = crate::report::export::tests::full_record("404");
+        let mut w: Box<dyn RowSink> = Box::new(ParquetWriter::create(&dir).unwrap());
+        w.write_row(&SessionRow::parse(&full).unwrap()).unwrap();
+        w.write_row(&row(1)).unwrap();
+        let path = w.finish().unwrap();
+        let mut reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let b = reader.next().unwrap().unwrap();
+        let names: Vec<String> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, crate::report::csv::SESSIONS_CSV_COLUMNS);
+        let status = b
+            .column_by_name("http_status")
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        assert_eq!(status.value(0), 404);
+        assert!(status.is_null(1));
+        let answers = b.column_by_name("dns_answers").unwrap().as_list::<i32>();
+        let first = answers.value(0);
+        let first = first.as_string::<i32>();
+        assert_eq!(
+            (0..first.len()).map(|i| first.value(i)).collect::<Vec<_>>(),
+            ["192.0.2.1", "example.test"]
+        );
+        assert!(answers.is_null(1));
+        let alpn = b.column_by_name("tls_alpn").unwrap().as_list::<i32>();
+        assert_eq!(alpn.value(0).len(), 2);
+        let server = b.column_by_name("server_name").unwrap().as_string::<i32>();
+        assert_eq!(server.value(0), "bro.org");
+        assert!(server.is_null(1));
+        let initiator = b.column_by_name("initiator").unwrap().as_string::<i32>();
+        assert_eq!(
+            (initiator.value(0), initiator.value(1)),
+            ("user", "technology")
+        );
+        assert!(b.column_by_name("initiator_reason").unwrap().is_null(1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

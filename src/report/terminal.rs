@@ -552,6 +552,33 @@ fn tracker_section(out: &mut Out, s: &CaptureSummary) {
         );
     }
     fragments_lines(out, s);
+    anomalies_lines(out, s);
+}
+
+/// Totals of the sessions' `anomalies` column.
+fn anomalies_lines(out: &mut Out, s: &CaptureSummary) {
+    if s.sessions_with_anomalies == 0 {
+        return;
+    }
+    out.field(
+        "Anomalies",
+        &format!("{} sessions", count(s.sessions_with_anomalies)),
+        Style::Warn,
+    );
+    let totals: Vec<String> = s
+        .anomalies
+        .entries()
+        .iter()
+        .filter(|&&(_, n)| n > 0)
+        .map(|&(name, n)| format!("{name} {}", count(u64::from(n))))
+        .collect();
+    out.wrapped(4, &totals.join(", "), Style::Plain);
+    out.wrapped(
+        2,
+        "Evasion signs (overlaps with other bytes, TTL changes, injected RSTs...): see the \
+         anomalies column of sessions.csv and docs/hostile-input.md.",
+        Style::Dim,
+    );
 }
 
 fn fragments_lines(out: &mut Out, s: &CaptureSummary) {
@@ -940,6 +967,7 @@ mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 

@@ -215,6 +215,102 @@ pub struct SessionRecord {
     /// What the session's bytes showed (service, server name, protocol details), when the
     /// content classifier recognised them.
     pub content: Option<Box<ContentInfo>>,
+    /// Evasion-relevant oddities seen in the session's packets.
+    pub anomalies: Anomalies,
+}
+
+/// Oddities an evader uses (overlaps with other bytes, TTL changes, injected RSTs...), counted
+/// per session for sessions.csv's `anomalies` column. Names are Zeek's weird.log names where
+/// Zeek has one (`rexmit_inconsistency` is Zeek's event for the same thing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    /// TCP segments whose bytes differ from bytes held for the same sequence numbers.
+    pub rexmit_inconsistency: u32,
+    /// IP fragments overlapping bytes already received, with the same bytes.
+    pub fragment_overlap: u32,
+    /// IP fragments overlapping bytes already received, with other bytes.
+    pub fragment_inconsistency: u32,
+    /// Last fragments disagreeing with the datagram's other fragments about its length.
+    pub fragment_size_inconsistency: u32,
+    /// Fragments whose TTL (hop limit) differs from their datagram's first fragment's.
+    pub fragment_ttl_change: u32,
+    /// Packets whose TTL (hop limit) differs from the first packet of their direction.
+    pub ttl_change: u32,
+    /// TCP RSTs whose sequence number lies outside the window the receiver advertised.
+    pub rst_out_of_window: u32,
+    /// TCP data sent by an endpoint after its own RST.
+    pub data_after_reset: u32,
+    /// TCP SYNs (or SYN-ACKs) carrying data.
+    pub syn_with_data: u32,
+    /// Both sides sent a SYN without ACK.
+    pub simultaneous_open: u32,
+}
+
+impl Anomalies {
+    /// Every counter with its name, in column order.
+    pub fn entries(&self) -> [(&'static str, u32); 10] {
+        [
+            ("rexmit_inconsistency", self.rexmit_inconsistency),
+            ("fragment_overlap", self.fragment_overlap),
+            ("fragment_inconsistency", self.fragment_inconsistency),
+            (
+                "fragment_size_inconsistency",
+                self.fragment_size_inconsistency,
+            ),
+            ("fragment_ttl_change", self.fragment_ttl_change),
+            ("ttl_change", self.ttl_change),
+            ("rst_out_of_window", self.rst_out_of_window),
+            ("data_after_reset", self.data_after_reset),
+            ("SYN_with_data", self.syn_with_data),
+            ("simultaneous_open", self.simultaneous_open),
+        ]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries().iter().all(|&(_, n)| n == 0)
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &Anomalies) {
+        let pairs = [
+            (&mut self.rexmit_inconsistency, other.rexmit_inconsistency),
+            (&mut self.fragment_overlap, other.fragment_overlap),
+            (
+                &mut self.fragment_inconsistency,
+                other.fragment_inconsistency,
+            ),
+            (
+                &mut self.fragment_size_inconsistency,
+                other.fragment_size_inconsistency,
+            ),
+            (&mut self.fragment_ttl_change, other.fragment_ttl_change),
+            (&mut self.ttl_change, other.ttl_change),
+            (&mut self.rst_out_of_window, other.rst_out_of_window),
+            (&mut self.data_after_reset, other.data_after_reset),
+            (&mut self.syn_with_data, other.syn_with_data),
+            (&mut self.simultaneous_open, other.simultaneous_open),
+        ];
+        for (mine, theirs) in pairs {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
+}
+
+/// The `anomalies` column: `name:count` pairs of the non-zero counters joined by `;`.
+impl std::fmt::Display for Anomalies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for (name, count) in self.entries() {
+            if count > 0 {
+                if !first {
+                    f.write_str(";")?;
+                }
+                write!(f, "{name}:{count}")?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl SessionRecord {

@@ -8,9 +8,9 @@
 //! Everything here is plain arithmetic on fixed-size state, no panics; the only allocation is
 //! the reassembler's bounded buffer for bytes that arrive ahead of a hole.
 
-use super::ConnState;
 use super::history::{History, Mark, ScaledCounter};
 use super::reassembly::{StreamReassembler, StreamStats};
+use super::{Anomalies, ConnState};
 use crate::decode::TcpFlags;
 
 /// Zeek's endpoint states.
@@ -64,6 +64,8 @@ pub(crate) struct TcpEndpoint {
     stream: StreamReassembler,
     /// Bytes acknowledged by the peer that were never seen (Zeek's content gaps).
     pub(crate) missed_bytes: u64,
+    /// The receive window this endpoint last advertised (unscaled: options are not read).
+    window: Option<u32>,
 }
 
 impl Default for TcpEndpoint {
@@ -89,6 +91,7 @@ impl Default for TcpEndpoint {
             trim_seq: 0,
             stream: StreamReassembler::accounting_only(ACCOUNTING_LIMIT_BYTES),
             missed_bytes: 0,
+            window: None,
         }
     }
 }
@@ -199,6 +202,8 @@ pub(crate) struct TcpSession {
     pub(crate) close_complete: bool,
     /// One side closed while the other is still open (Zeek's expire timer applies).
     pub(crate) half_closed: bool,
+    /// Evasion-relevant oddities seen so far (the reassemblers count overlap conflicts).
+    anomalies: Anomalies,
 }
 
 /// Bytes of one direction, reassembled, as [`TcpSession::process`] hands them on.
@@ -313,6 +318,7 @@ impl TcpSession {
         let mut outcome = SegmentOutcome::default();
 
         self.set_partial_status(flags, is_orig);
+        self.note_anomalies(is_orig, &seg);
 
         let mut seg_len = len;
         if flags.syn() {
@@ -451,6 +457,44 @@ impl TcpSession {
             self.connection_closed(is_orig);
         }
         outcome
+    }
+
+    /// Counts what `seg` shows an evader doing, before it changes any state.
+    fn note_anomalies(&mut self, is_orig: bool, seg: &Segment<'_>) {
+        let flags = seg.flags;
+        let (ep, peer) = self.endpoints(is_orig);
+        let mut found = Anomalies::default();
+        if flags.syn() && seg.len > 0 {
+            found.syn_with_data = 1;
+        }
+        if ep.state == St::Reset && seg.len > 0 && !flags.rst() {
+            found.data_after_reset = 1;
+        }
+        // RFC 5961: a RST is acceptable from the receiver's next expected byte (what it last
+        // acknowledged) to the end of the window it advertised.
+        if flags.rst()
+            && ep.state != St::Inactive
+            && let Some(window) = peer.window
+        {
+            let delta = seq_delta(seg.seq, ep.ack_seq);
+            let in_window = delta == 0 || (delta > 0 && delta.unsigned_abs() < window);
+            if !in_window {
+                found.rst_out_of_window = 1;
+            }
+        }
+        if flags.ack() && !flags.rst() {
+            ep.window = Some(u32::from(seg.window));
+        }
+        self.anomalies.add(&found);
+    }
+
+    /// What the session showed so far, the reassemblers' overlap conflicts included.
+    pub(crate) fn anomalies(&self) -> Anomalies {
+        let mut all = self.anomalies;
+        let conflicts =
+            self.orig.stream.stats().overlap_conflicts + self.resp.stream.stats().overlap_conflicts;
+        all.rexmit_inconsistency = u32::try_from(conflicts).unwrap_or(u32::MAX);
+        all
     }
 
     fn set_partial_status(&mut self, flags: TcpFlags, is_orig: bool) {
@@ -607,6 +651,10 @@ impl TcpSession {
                     let (ep, peer) = self.endpoints(is_orig);
                     !flags.ack() && peer.state == St::SynAckSent && seg.seq == ep.start_seq
                 };
+                if !flags.ack() && !reversal {
+                    // Zeek's simultaneous_open: the responder's SYN carries no ACK.
+                    self.anomalies.simultaneous_open += 1;
+                }
                 if reversal {
                     // SYN and SYN-ACK seen in reverse order: the SYN's sender is the originator.
                     self.is_partial = false;
@@ -725,6 +773,18 @@ impl TcpSession {
     /// A connection attempt that got no answer (Zeek's attempt timer removes it after 5 s).
     pub(crate) fn is_unanswered_attempt(&self) -> bool {
         matches!(self.orig.state, St::SynSent | St::SynAckSent) && self.resp.state == St::Inactive
+    }
+
+    /// Whether a SYN without ACK from the responder (`from_orig` false) meets the originator's
+    /// unanswered SYN: both sides opening at once. Zeek then starts a new session (its
+    /// SYN_seq_jump); the old one records the simultaneous open.
+    pub(crate) fn is_simultaneous_open(&self, flags: TcpFlags, from_orig: bool) -> bool {
+        flags.syn() && !flags.ack() && !from_orig && self.orig.state == St::SynSent
+    }
+
+    /// Counts a simultaneous open seen by the tracker (see [`Self::is_simultaneous_open`]).
+    pub(crate) fn note_simultaneous_open(&mut self) {
+        self.anomalies.simultaneous_open = self.anomalies.simultaneous_open.saturating_add(1);
     }
 
     /// Zeek's rule for a SYN that arrives on an existing session: does it start a new one?

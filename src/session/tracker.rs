@@ -10,7 +10,8 @@ use super::history::{History, Mark};
 use super::reassembly::{StreamId, StreamSink};
 use super::tcp::{Delivery, Segment, TcpSession};
 use super::{
-    ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence, SessionRecord, Uid,
+    Anomalies, ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence,
+    SessionRecord, Uid,
 };
 use crate::capture::Timestamp;
 use crate::classify::ContentClassifier;
@@ -49,10 +50,6 @@ fn is_broadcast(addr: IpAddr) -> bool {
         IpAddr::V6(_) => false,
     }
 }
-
-/// Bytes a TCP direction may hold ahead of a hole so that the content classifier still sees a
-/// protocol's opening messages in order when they arrive out of order.
-const CONTENT_REORDER_BYTES: usize = 16 * 1024;
 
 /// Responder ports where Zeek's DNS analyzer, and with it the DNS session timer, applies.
 const DNS_PORTS_UDP: [u16; 4] = [53, 137, 5353, 5355];
@@ -127,6 +124,10 @@ struct Session {
     related: Option<Uid>,
     /// Reads the session's first bytes to name what it really is (TCP and UDP only).
     content: Option<ContentClassifier>,
+    /// The first TTL seen from each side (the key's `a` side, then `b`), and what the session
+    /// showed an evader doing outside TCP's own state (TTL changes, fragment overlaps).
+    first_ttl: [Option<u8>; 2],
+    anomalies: Anomalies,
     /// The deadline of this session's live heap entry.
     scheduled: i64,
     generation: u32,
@@ -312,9 +313,21 @@ impl SessionTracker {
 
         let mut slot = self.index.get(&key).copied();
         if let (Some(s), Transport::Tcp { flags, seq, .. }) = (slot, packet.transport) {
-            let reuse = match self.session(s).map(|sess| &sess.state) {
-                Some(ProtoState::Tcp(tcp)) => tcp.is_reuse(flags, seq, tcp.close_complete),
-                _ => false,
+            let reuse = match self.slots.get_mut(s as usize).and_then(Option::as_mut) {
+                Some(sess) => {
+                    let from_orig = sess.orig == src;
+                    match &mut sess.state {
+                        ProtoState::Tcp(tcp) => {
+                            let reuse = tcp.is_reuse(flags, seq, tcp.close_complete);
+                            if reuse && tcp.is_simultaneous_open(flags, from_orig) {
+                                tcp.note_simultaneous_open();
+                            }
+                            reuse
+                        }
+                        ProtoState::Datagram => false,
+                    }
+                }
+                None => false,
             };
             if reuse {
                 self.finish_slot(s, EndReason::PortReuse, emit);
@@ -365,6 +378,7 @@ impl SessionTracker {
             stats.pkts += 1;
             stats.ip_bytes += ip_len;
         }
+        note_packet_anomalies(session, src, packet);
         let mut touch = true;
         let identity = SessionIdentity::of(session);
         match (&mut session.state, packet.transport) {
@@ -591,7 +605,7 @@ impl SessionTracker {
                     tcp.keep_content(out.limit_bytes);
                 } else if self.config.classify_content {
                     // Enough to hold a protocol's opening messages when they arrive out of order.
-                    tcp.keep_content(CONTENT_REORDER_BYTES);
+                    tcp.keep_content(self.config.content_reorder_bytes);
                 }
                 ProtoState::Tcp(tcp)
             }
@@ -623,6 +637,8 @@ impl SessionTracker {
             related: None,
             content: (self.config.classify_content && matches!(proto, Proto::Tcp | Proto::Udp))
                 .then(|| ContentClassifier::new(proto, orig.port, resp.port)),
+            first_ttl: [None, None],
+            anomalies: Anomalies::default(),
             scheduled: i64::MAX,
             generation,
             lru_prev: NIL,
@@ -820,11 +836,32 @@ impl SessionTracker {
     }
 }
 
+/// Counts a packet's TTL change within its direction and its fragments' overlaps.
+fn note_packet_anomalies(session: &mut Session, src: Endpoint, packet: &IpPacket<'_>) {
+    let side = usize::from(src.addr != session.key.a || src.port != session.key.a_port);
+    if let Some(first) = session.first_ttl.get_mut(side)
+        && *first.get_or_insert(packet.ttl) != packet.ttl
+    {
+        session.anomalies.ttl_change = session.anomalies.ttl_change.saturating_add(1);
+    }
+    if let Some(notes) = packet.reassembly {
+        session.anomalies.add(&Anomalies {
+            fragment_overlap: notes.overlap_same,
+            fragment_inconsistency: notes.overlap_different,
+            fragment_size_inconsistency: notes.size_inconsistent,
+            fragment_ttl_change: notes.ttl_changes,
+            ..Anomalies::default()
+        });
+    }
+}
+
 fn record_of(s: &Session, reason: EndReason) -> SessionRecord {
     let mut orig_stats = s.orig_stats;
     let mut resp_stats = s.resp_stats;
+    let mut anomalies = s.anomalies;
     let (conn_state, missed_bytes) = match &s.state {
         ProtoState::Tcp(tcp) => {
+            anomalies.add(&tcp.anomalies());
             orig_stats.bytes = tcp.orig.size(tcp.resp.state);
             resp_stats.bytes = tcp.resp.size(tcp.orig.state);
             (
@@ -864,6 +901,7 @@ fn record_of(s: &Session, reason: EndReason) -> SessionRecord {
         tunnel_depth: s.key.depth,
         related_uid: s.related,
         content: None,
+        anomalies,
     }
 }
 

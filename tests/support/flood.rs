@@ -24,7 +24,13 @@ pub struct FloodSpec {
     /// Flood packets between two steps of the ordinary sessions (each step sends one packet
     /// of every ordinary session).
     pub real_every: u32,
+    /// First IP fragments (UDP, more-fragments set, random ids) never completed, sent before
+    /// the SYN flood.
+    pub incomplete_fragments: u32,
 }
+
+/// Payload bytes of each incomplete fragment (a multiple of 8).
+pub const FRAGMENT_PAYLOAD_BYTES: usize = 1200;
 
 /// An ordinary session as it must appear in sessions.csv (values from how it was made).
 #[derive(Debug, Clone)]
@@ -131,17 +137,7 @@ impl<W: Write> Writer<W> {
         let sum = checksum(&tcp, sum_words(&pseudo));
         tcp[16..18].copy_from_slice(&sum.to_be_bytes());
         frame.extend_from_slice(&tcp);
-
-        let micros = self.packets;
-        self.packets += 1;
-        let secs = FIRST_SECOND + (micros / 1_000_000) as u32;
-        let sub = (micros % 1_000_000) as u32;
-        self.out.write_all(&secs.to_le_bytes())?;
-        self.out.write_all(&sub.to_le_bytes())?;
-        let len = (self.frame.len() as u32).to_le_bytes();
-        self.out.write_all(&len)?;
-        self.out.write_all(&len)?;
-        self.out.write_all(&self.frame)
+        self.record()
     }
 }
 
@@ -158,6 +154,47 @@ fn checksum(bytes: &[u8], initial: u32) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+impl<W: Write> Writer<W> {
+    /// The first fragment of a UDP datagram from `src` to the victim, id `id`, never completed.
+    fn first_fragment(&mut self, src: Ipv4Addr, id: u16) -> io::Result<()> {
+        let frame = &mut self.frame;
+        frame.clear();
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00]);
+        let total = (20 + FRAGMENT_PAYLOAD_BYTES) as u16;
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        ip[6] = 0x20; // more fragments, offset 0
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&VICTIM.octets());
+        let sum = checksum(&ip, 0);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        // UDP header claiming a datagram twice this long, then filler.
+        frame.extend_from_slice(&[0x13, 0x88, 0x00, 0x35]);
+        frame.extend_from_slice(&((2 * FRAGMENT_PAYLOAD_BYTES) as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.resize(frame.len() + FRAGMENT_PAYLOAD_BYTES - 8, 0x5a);
+        self.record()
+    }
+
+    fn record(&mut self) -> io::Result<()> {
+        let micros = self.packets;
+        self.packets += 1;
+        let secs = FIRST_SECOND + (micros / 1_000_000) as u32;
+        let sub = (micros % 1_000_000) as u32;
+        self.out.write_all(&secs.to_le_bytes())?;
+        self.out.write_all(&sub.to_le_bytes())?;
+        let len = (self.frame.len() as u32).to_le_bytes();
+        self.out.write_all(&len)?;
+        self.out.write_all(&len)?;
+        self.out.write_all(&self.frame)
+    }
 }
 
 /// The i-th spoofed source, distinct for every i below 2^28: the address from the high bits
@@ -283,8 +320,10 @@ pub fn write_flood<W: Write>(spec: FloodSpec, out: W) -> io::Result<FloodFacts> 
         frame: Vec::with_capacity(128),
     };
     w.header()?;
-    let flood_packets =
-        u64::from(spec.syn_flood) + u64::from(spec.streams_with_holes) * u64::from(STREAM_ROUNDS);
+    let fragments = u64::from(spec.incomplete_fragments);
+    let flood_packets = fragments
+        + u64::from(spec.syn_flood)
+        + u64::from(spec.streams_with_holes) * u64::from(STREAM_ROUNDS);
     let every = u64::from(spec.real_every.max(1));
     // The ordinary sessions run through the end of the flood, when the table is fullest, and
     // finish just before the capture ends.
@@ -292,6 +331,12 @@ pub fn write_flood<W: Write>(spec: FloodSpec, out: W) -> io::Result<FloodFacts> 
     let mut real_step = 0u32;
     let mut flood_index = 0u64;
     let emit_flood = |w: &mut Writer<W>, index: u64| -> io::Result<()> {
+        if index < fragments {
+            // Ids from a multiplicative hash: random-looking, never repeated by one source.
+            let (src, _) = spoofed(index as u32);
+            return w.first_fragment(src, (index as u32).wrapping_mul(40_503) as u16);
+        }
+        let index = index - fragments;
         if index < u64::from(spec.syn_flood) {
             let (src, sport) = spoofed(index as u32);
             return w.tcp(

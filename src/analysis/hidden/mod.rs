@@ -371,6 +371,11 @@ impl HiddenAnalyzer {
                     score,
                     reason: reason.clone(),
                     allowed,
+                    starts_nanos: if periodic.is_some() {
+                        sorted_starts(&group.samples)
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
             verdicts.insert(key, verdict);
@@ -398,6 +403,12 @@ impl HiddenAnalyzer {
     }
 }
 
+fn sorted_starts(samples: &[Sample]) -> Vec<i64> {
+    let mut starts: Vec<i64> = samples.iter().map(|s| s.start_nanos).collect();
+    starts.sort_unstable();
+    starts
+}
+
 fn merge_into(p: &mut HiddenPattern, key: &GroupKey, group: &Group) {
     p.dest_addresses += 1;
     if key.dest < p.dest {
@@ -412,6 +423,11 @@ fn merge_into(p: &mut HiddenPattern, key: &GroupKey, group: &Group) {
     }
     p.orig_bytes = p.orig_bytes.saturating_add(group.orig_bytes);
     p.resp_bytes = p.resp_bytes.saturating_add(group.resp_bytes);
+    if p.period_s.is_some() {
+        p.starts_nanos
+            .extend(group.samples.iter().map(|s| s.start_nanos));
+        p.starts_nanos.sort_unstable();
+    }
 }
 
 /// Why a group is hidden.
@@ -563,6 +579,10 @@ pub struct HiddenPattern {
     pub reason: String,
     /// Matched by the allow-list: known good, shown apart.
     pub allowed: bool,
+    /// For a periodic pattern: the session starts the analysis kept (ns since the epoch,
+    /// sorted; the first [`MAX_SAMPLES_PER_GROUP`] of each group), for plotting the intervals.
+    /// Empty otherwise.
+    pub starts_nanos: Vec<i64>,
 }
 
 /// What [`HiddenAnalyzer::finish`] found.

@@ -52,6 +52,7 @@ fn record(start_s: f64, orig: &str, resp: &str, port: u16, proto: Proto) -> Sess
         tunnel_depth: 0,
         related_uid: None,
         content: None,
+        anomalies: Default::default(),
     }
 }
 

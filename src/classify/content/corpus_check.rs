@@ -164,7 +164,7 @@ fn as_zeek(service: &str) -> &str {
 fn agrees_with_ndpi(ours: Option<&str>, theirs: &str) -> bool {
     match ours {
         Some("dns" | "netbios-dgm" | "netbios-ssn" | "smb") if theirs == "netbios" => true,
-        Some(s) => s == theirs,
+        Some(s) => s.split(',').any(|s| s == theirs),
         None => false,
     }
 }
@@ -290,7 +290,10 @@ fn corpus_agreement_with_zeek_and_ndpi() {
                 };
                 let key = normalise(proto, (oh, op), (rh, rp));
                 let found = ours.get(&key);
-                let agree = |s: Option<&str>| s.is_some_and(|s| services.contains(&as_zeek(s)));
+                // Ours can list several too (`imap,ssl` after STARTTLS).
+                let agree = |s: Option<&str>| {
+                    s.is_some_and(|s| s.split(',').all(|s| services.contains(&as_zeek(s))))
+                };
                 let service = found.and_then(Found::content);
                 for (score, service) in [
                     (&mut zeek, service),

@@ -188,8 +188,10 @@ pub(crate) enum Detect {
 pub(crate) enum Progress {
     /// Everything this direction will give has been recorded (or it cannot be parsed).
     Done,
-    /// The header is not complete yet.
+    /// The header is not complete yet: keep these bytes and show them again, extended.
     NeedMore,
+    /// Everything shown was read; more bytes of this direction are wanted.
+    Continue,
 }
 
 /// Session ports, as told at creation.
@@ -241,6 +243,8 @@ struct Work {
     info: ContentInfo,
     datagrams: u8,
     quic: Option<Box<quic::QuicState>>,
+    /// Mail and FTP sessions: the command/reply dialogue, watched for a STARTTLS upgrade.
+    dialogue: banner::Dialogue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +348,10 @@ impl ContentClassifier {
         let undecided = work.protocol.is_none();
         let (dir, _) = work.directions(from_orig);
         dir.prefix = prefix;
+        if !keep_view && !dir.done {
+            // Everything pending was read (`Continue`): nothing to show again.
+            dir.release();
+        }
         if keep_view && !dir.done {
             let under_cap = dir.keep(data, in_prefix);
             if !under_cap {
@@ -435,15 +443,20 @@ impl Work {
             | Protocol::Ftp
             | Protocol::Pop3
             | Protocol::Imap => {
-                let (progress, settled) =
-                    banner::parse_stream(protocol, view, from_orig, ports, &mut self.info);
-                self.protocol = Some(settled);
-                self.info.service = settled.service();
-                // A greeting that settled the protocol says enough: the client is not needed.
-                if progress == Progress::Done && !from_orig && settled != Protocol::MailOrFtp {
+                let step = banner::parse_stream(
+                    &mut self.dialogue,
+                    protocol,
+                    view,
+                    from_orig,
+                    ports,
+                    &mut self.info,
+                );
+                self.protocol = Some(step.protocol);
+                if step.finished {
                     self.orig.done = true;
+                    self.resp.done = true;
                 }
-                progress
+                step.progress
             }
             // Datagram protocols never reach here on TCP.
             _ => Progress::Done,
