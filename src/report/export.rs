@@ -164,10 +164,12 @@ pub struct SessionRow<'a> {
     /// `user`, `technology`, or empty when the rows were not labelled.
     pub initiator: &'a str,
     pub initiator_reason: &'a str,
+    /// Evasion and inconsistency counts, `name:count` joined by `;` (empty: none).
+    pub anomalies: &'a str,
 }
 
 impl<'a> SessionRow<'a> {
-    /// Reads the 49 fields of a sessions.csv row (in [`super::csv::SESSIONS_CSV_COLUMNS`] order).
+    /// Reads the 50 fields of a sessions.csv row (in [`super::csv::SESSIONS_CSV_COLUMNS`] order).
     pub fn parse(record: &'a csv::StringRecord) -> Result<Self, RowError> {
         let mut fields = record.iter();
         let mut next = |name: &'static str| fields.next().ok_or(RowError { column: name });
@@ -233,6 +235,7 @@ impl<'a> SessionRow<'a> {
             content,
             initiator: next("initiator")?,
             initiator_reason: next("initiator_reason")?,
+            anomalies: next("anomalies")?,
         })
     }
 
@@ -324,11 +327,11 @@ pub(crate) mod tests {
         assert_eq!(names, csv[at..at + CONTENT_COLUMN_COUNT]);
         assert_eq!(
             csv[at + CONTENT_COLUMN_COUNT..],
-            ["initiator", "initiator_reason"]
+            ["initiator", "initiator_reason", "anomalies"]
         );
     }
 
-    /// A full 49-column row, as docs/sessions-csv.md describes one (an HTTP session).
+    /// A full 50-column row, as docs/sessions-csv.md describes one (an HTTP session).
     pub(crate) fn full_record(http_status: &str) -> csv::StringRecord {
         let mut fields = vec![
             "1362692526.869344",
@@ -366,7 +369,7 @@ pub(crate) mod tests {
         content[8] = http_status;
         content[12] = "192.0.2.1 example.test";
         fields.extend(content);
-        fields.extend(["user", "an HTTP request"]);
+        fields.extend(["user", "an HTTP request", "SYN_with_data:1"]);
         csv::StringRecord::from(fields)
     }
 
@@ -401,10 +404,7 @@ pub(crate) mod tests {
         let mut short: Vec<&str> = full.iter().collect();
         short.pop();
         let record = csv::StringRecord::from(short);
-        assert_eq!(
-            SessionRow::parse(&record).unwrap_err().column,
-            "initiator_reason"
-        );
+        assert_eq!(SessionRow::parse(&record).unwrap_err().column, "anomalies");
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub fn json_line(r: &SessionRow<'_>, out: &mut String) {
     }
     obj.optional_string("initiator", r.initiator);
     obj.optional_string("initiator_reason", r.initiator_reason);
+    obj.optional_string("anomalies", r.anomalies);
     obj.out.push_str("}\n");
 }
 
@@ -215,6 +216,7 @@ mod tests {
             content: [""; crate::report::export::CONTENT_COLUMN_COUNT],
             initiator: "",
             initiator_reason: "",
+            anomalies: "",
         }
     }
 
@@ -267,7 +269,8 @@ mod tests {
              \"http.uri\":\"/download/CHANGES.bro-aux.txt\",\
              \"http.user_agent\":\"Wget/1.14 (darwin12.2.0)\",\"http.status_code\":200,\
              \"dns.answers\":[\"192.0.2.1\",\"example.test\"],\
-             \"initiator\":\"user\",\"initiator_reason\":\"an HTTP request\"}\n"
+             \"initiator\":\"user\",\"initiator_reason\":\"an HTTP request\",\
+             \"anomalies\":\"SYN_with_data:1\"}\n"
             ),
             "{line}"
         );

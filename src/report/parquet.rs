@@ -1,7 +1,7 @@
 //! sessions.parquet: the sessions as typed columns for DuckDB, pandas, Polars and Spark.
 //!
 //! Owns the Parquet schema and writing it with the `arrow` and `parquet` crates. Column names
-//! are sessions.csv's (no dots, so SQL needs no quoting), all 49 of them; types are real ones:
+//! are sessions.csv's (no dots, so SQL needs no quoting), all 50 of them; types are real ones:
 //! `ts` a UTC timestamp with microseconds, ports and small numbers 32-bit integers, counts
 //! 64-bit integers, `duration` seconds as a double, addresses and names strings, the list
 //! columns (`tls_alpn`, `dns_answers`) lists of strings; a field without a value is null
@@ -87,6 +87,7 @@ pub fn session_fields() -> Vec<Field> {
     }
     fields.push(text("initiator", true));
     fields.push(text("initiator_reason", true));
+    fields.push(text("anomalies", true));
     fields
 }
 
@@ -168,6 +169,7 @@ pub struct SessionColumns {
     content: Vec<ContentBuilder>,
     initiator: StringBuilder,
     initiator_reason: StringBuilder,
+    anomalies: StringBuilder,
     rows: usize,
 }
 
@@ -216,6 +218,7 @@ impl SessionColumns {
             content,
             initiator: s(),
             initiator_reason: StringBuilder::new(),
+            anomalies: StringBuilder::new(),
             rows: 0,
         }
     }
@@ -263,6 +266,7 @@ impl SessionColumns {
         }
         optional(&mut self.initiator, r.initiator);
         optional(&mut self.initiator_reason, r.initiator_reason);
+        optional(&mut self.anomalies, r.anomalies);
         self.rows += 1;
     }
 
@@ -299,6 +303,7 @@ impl SessionColumns {
         columns.extend(self.content.iter_mut().map(ContentBuilder::finish));
         columns.push(Arc::new(self.initiator.finish()));
         columns.push(Arc::new(self.initiator_reason.finish()));
+        columns.push(Arc::new(self.anomalies.finish()));
         columns
     }
 }
@@ -404,6 +409,7 @@ mod tests {
             content: [""; crate::report::export::CONTENT_COLUMN_COUNT],
             initiator: "technology",
             initiator_reason: "",
+            anomalies: "",
         }
     }
 
@@ -452,7 +458,7 @@ mod tests {
         let orig_h = b.column_by_name("orig_h").unwrap().as_string::<i32>();
         assert_eq!(orig_h.value(0), "2001:db8::1");
         assert!(b.column_by_name("related_uid").unwrap().is_null(0));
-        assert_eq!(b.num_columns(), 49);
+        assert_eq!(b.num_columns(), 50);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
