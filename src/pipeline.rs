@@ -169,43 +169,24 @@ pub fn analyze(
     options: &AnalyzeOptions,
     on_session: &mut dyn FnMut(&SessionRecord),
 ) -> AnalyzeOutcome {
-    let mut analysis = if options.threads > 1 {
-        Engine::Many(Box::new(parallel::ParallelAnalysis::new(
-            options.tracker.clone(),
-            options.threads,
-            options.streams.clone(),
-        )))
-    } else {
-        let mut one = Analysis::new(options.tracker.clone());
-        if let Some(streams) = &options.streams {
-            one.tracker
-                .set_stream_sink(Box::new(streams.writer.clone()), streams.limit_bytes);
-        }
-        Engine::One(Box::new(one))
-    };
-    let mut input_errors = Vec::new();
-    let progress = progress_bar(options);
-    let mut bytes_before = 0u64;
-
-    for input in &options.inputs {
-        let mut reader = match CaptureReader::open(input) {
-            Ok(reader) => reader,
-            Err(error) => {
-                let message = error.to_string();
-                analysis.input_failed(&input.display().to_string(), message.clone());
-                input_errors.push(message);
-                continue;
-            }
-        };
-        let result = analysis.feed(&mut reader, on_session, &mut |now| {
-            progress.set_position(bytes_before + now.bytes_read);
-            true
-        });
-        bytes_before += reader.bytes_read();
-        if let Err(message) = result {
-            input_errors.push(message);
-        }
+    if options.threads > 1 {
+        return parallel::analyze(options, on_session);
     }
+    let mut analysis = Analysis::new(options.tracker.clone());
+    if let Some(streams) = &options.streams {
+        analysis
+            .tracker
+            .set_stream_sink(Box::new(streams.writer.clone()), streams.limit_bytes);
+    }
+    let progress = progress_bar(options);
+    let input_errors = read_inputs(
+        options,
+        &progress,
+        &mut OneTable {
+            analysis: &mut analysis,
+            on_session: &mut *on_session,
+        },
+    );
     let summary = analysis.finish(on_session);
     progress.finish_and_clear();
     AnalyzeOutcome {
@@ -214,38 +195,64 @@ pub fn analyze(
     }
 }
 
-/// One table on the reading thread, or workers.
-enum Engine {
-    One(Box<Analysis>),
-    Many(Box<parallel::ParallelAnalysis>),
+/// What reads the inputs of a run: one table, or the reading side of [`parallel`].
+pub(crate) trait InputSink {
+    fn feed_input(
+        &mut self,
+        reader: &mut CaptureReader,
+        on_progress: &mut dyn FnMut(Progress) -> bool,
+    ) -> Result<(), String>;
+    fn input_failed(&mut self, name: &str, message: String);
 }
 
-impl Engine {
-    fn feed<S: PacketSource>(
+struct OneTable<'a> {
+    analysis: &'a mut Analysis,
+    on_session: &'a mut dyn FnMut(&SessionRecord),
+}
+
+impl InputSink for OneTable<'_> {
+    fn feed_input(
         &mut self,
-        source: &mut S,
-        on_session: &mut dyn FnMut(&SessionRecord),
+        reader: &mut CaptureReader,
         on_progress: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<(), String> {
-        match self {
-            Engine::One(a) => a.feed(source, on_session, on_progress),
-            Engine::Many(a) => a.feed(source, on_session, on_progress),
-        }
+        self.analysis.feed(reader, self.on_session, on_progress)
     }
 
     fn input_failed(&mut self, name: &str, message: String) {
-        match self {
-            Engine::One(a) => a.input_failed(name, message),
-            Engine::Many(a) => a.input_failed(name, message),
-        }
+        self.analysis.input_failed(name, message);
     }
+}
 
-    fn finish(self, on_session: &mut dyn FnMut(&SessionRecord)) -> CaptureSummary {
-        match self {
-            Engine::One(a) => a.finish(on_session),
-            Engine::Many(a) => a.finish(on_session),
+/// Opens the inputs in order as one capture and feeds them to `sink`, moving the progress
+/// bar; returns one message per input that could not be read to its end.
+pub(crate) fn read_inputs(
+    options: &AnalyzeOptions,
+    progress: &indicatif::ProgressBar,
+    sink: &mut dyn InputSink,
+) -> Vec<String> {
+    let mut input_errors = Vec::new();
+    let mut bytes_before = 0u64;
+    for input in &options.inputs {
+        let mut reader = match CaptureReader::open(input) {
+            Ok(reader) => reader,
+            Err(error) => {
+                let message = error.to_string();
+                sink.input_failed(&input.display().to_string(), message.clone());
+                input_errors.push(message);
+                continue;
+            }
+        };
+        let result = sink.feed_input(&mut reader, &mut |now| {
+            progress.set_position(bytes_before + now.bytes_read);
+            true
+        });
+        bytes_before += reader.bytes_read();
+        if let Err(message) = result {
+            input_errors.push(message);
         }
     }
+    input_errors
 }
 
 /// What decoding one frame came to, for the summary.
@@ -293,7 +300,7 @@ fn deliver(
     on_session(&record);
 }
 
-fn progress_bar(options: &AnalyzeOptions) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(options: &AnalyzeOptions) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !options.progress || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();

@@ -12,7 +12,7 @@
 //! [`IpPacket`] the reading thread saw. Promise: pure functions, no allocation, never panic.
 
 use super::ip::{self, IpLayer};
-use super::{Fragment, IpPacket, TunnelKind};
+use super::{Fragment, IpPacket, ReassemblyNotes, TunnelKind};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
@@ -47,6 +47,7 @@ pub struct PacketParts {
     pub depth: u8,
     pub tunnel: Option<TunnelKind>,
     pub l4_len: u32,
+    pub reassembly: Option<ReassemblyNotes>,
 }
 
 impl PacketParts {
@@ -61,6 +62,7 @@ impl PacketParts {
             depth: packet.depth,
             tunnel: packet.tunnel,
             l4_len: packet.l4_len,
+            reassembly: packet.reassembly,
         }
     }
 
@@ -92,6 +94,7 @@ impl PacketParts {
             l4,
             l4_len: self.l4_len,
             ip_header,
+            reassembly: self.reassembly,
         })
     }
 }

@@ -1,12 +1,13 @@
-//! The same analysis on several threads: one reader, N session workers.
+//! The same analysis on several threads: a reader, N session workers, and the caller.
 //!
-//! The calling thread reads the capture and decodes every frame (link layers, tunnels, IP
+//! A reading thread reads the inputs and decodes every frame (link layers, tunnels, IP
 //! fragment reassembly), counting frames in the summary as [`Analysis`](super::Analysis) does.
 //! Each IP layer goes to the worker [`shard_key`] names: both directions of an address pair
 //! meet in one worker, whichever tunnel or frame carried them, and an ICMP error meets the
 //! session it quotes. Each worker owns a [`SessionTracker`]: it tracks, reassembles TCP streams
-//! and classifies; the sessions it ends come back to the calling thread, which hands them to
-//! the caller's `on_session`.
+//! and classifies; the sessions it ends go back to the calling thread, which hands them to the
+//! caller's `on_session` (the output work: rows, hidden-session analysis, report), so that work
+//! runs beside the reading and the tracking.
 //!
 //! Layers travel in batches: each layer's IP header and transport bytes are copied once into
 //! its worker's batch (the price of handing bytes to another thread) and batches are recycled,
@@ -21,9 +22,9 @@
 //! router's ICMP errors quote datagrams of several address pairs, each pair's worker keeps its
 //! own ICMP session; the summary's peak of live sessions is the sum of the workers' peaks.
 
-use super::{Progress, StreamOutput};
+use super::{AnalyzeOptions, AnalyzeOutcome, InputSink, Progress, StreamOutput};
 use crate::analysis::CaptureSummary;
-use crate::capture::{PacketSource, Timestamp};
+use crate::capture::{CaptureReader, PacketSource, Timestamp};
 use crate::classify;
 use crate::config::TrackerConfig;
 use crate::decode::{Decoder, PacketParts, shard_key};
@@ -85,61 +86,131 @@ enum Report {
     Done(Box<CaptureSummary>),
 }
 
-struct Worker {
+/// The reading thread's end of a worker.
+struct WorkerInput {
     jobs: SyncSender<Job>,
     /// Emptied batches coming back for reuse.
     recycled: Receiver<LayerBatch>,
     filling: LayerBatch,
     live_sessions: Arc<AtomicUsize>,
-    handle: Option<JoinHandle<()>>,
 }
 
-/// [`Analysis`](super::Analysis) with session tracking spread over worker threads.
-pub struct ParallelAnalysis {
+/// Runs the analysis over `options.inputs` with `options.threads` session workers; every
+/// finished session (classified) goes to `on_session` on the calling thread.
+pub fn analyze(
+    options: &AnalyzeOptions,
+    on_session: &mut dyn FnMut(&SessionRecord),
+) -> AnalyzeOutcome {
+    let threads = options.threads.max(1);
+    let config = &options.tracker;
+    let (report_tx, reports) = mpsc::channel();
+    let mut worker_config = config.clone();
+    worker_config.max_sessions = worker_config.max_sessions.div_ceil(threads).max(1);
+    let mut inputs = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (input, handle) = spawn_worker(
+            index,
+            worker_config.clone(),
+            options.streams.as_ref(),
+            report_tx.clone(),
+        );
+        inputs.push(input);
+        handles.push(handle);
+    }
+    // Only the workers hold senders now: the report loop ends when the last one is gone.
+    drop(report_tx);
+    let progress = super::progress_bar(options);
+    let mut reader = Reader {
+        decoder: Decoder::new(config.fragments.clone(), config.verify_checksums),
+        verify_checksums: config.verify_checksums,
+        workers: inputs,
+        summary: CaptureSummary::default(),
+        clock: Timestamp::ZERO,
+        full: Vec::with_capacity(threads),
+    };
+    let mut sessions_summary = CaptureSummary::default();
+    let progress_bar = &progress;
+    let (reader_summary, input_errors) = std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("reader".into())
+            .spawn_scoped(scope, move || {
+                let errors = super::read_inputs(options, progress_bar, &mut reader);
+                (reader.finish(), errors)
+            });
+        let reading = match reading {
+            Ok(reading) => reading,
+            Err(e) => {
+                return (
+                    CaptureSummary::default(),
+                    vec![format!("cannot start the reading thread: {e}")],
+                );
+            }
+        };
+        // Sessions as the workers end them, until every worker has reported and gone.
+        while let Ok(report) = reports.recv() {
+            match report {
+                Report::Sessions(records) => {
+                    for record in &records {
+                        sessions_summary.on_session(record);
+                        on_session(record);
+                    }
+                }
+                Report::Done(worker_summary) => sessions_summary.merge(*worker_summary),
+            }
+        }
+        reading.join().unwrap_or_else(|_| {
+            (
+                CaptureSummary::default(),
+                vec!["the reading thread stopped unexpectedly".to_string()],
+            )
+        })
+    });
+    for handle in handles.into_iter().flatten() {
+        if handle.join().is_err() {
+            eprintln!("sessionscope: a session worker stopped unexpectedly");
+        }
+    }
+    progress.finish_and_clear();
+    let mut summary = reader_summary;
+    summary.merge(sessions_summary);
+    AnalyzeOutcome {
+        summary,
+        input_errors,
+    }
+}
+
+/// The reading thread: decodes frames and fills the workers' batches.
+struct Reader {
     decoder: Decoder,
     verify_checksums: bool,
-    workers: Vec<Worker>,
-    reports: Receiver<Report>,
+    workers: Vec<WorkerInput>,
     summary: CaptureSummary,
     /// The latest time of the frames whose layers reached a tracker: the clock one table
     /// would have (frames without an IP layer, and held fragments, do not move it).
     clock: Timestamp,
-    workers_done: usize,
+    /// Workers whose batch filled up during the current frame.
+    full: Vec<usize>,
 }
 
-impl ParallelAnalysis {
-    /// Starts `threads` workers (at least one), each with `config` and its share of the
-    /// session cap.
-    pub fn new(config: TrackerConfig, threads: usize, streams: Option<StreamOutput>) -> Self {
-        let threads = threads.max(1);
-        let (report_tx, reports) = mpsc::channel();
-        let decoder = Decoder::new(config.fragments.clone(), config.verify_checksums);
-        let verify_checksums = config.verify_checksums;
-        let mut worker_config = config;
-        worker_config.max_sessions = worker_config.max_sessions.div_ceil(threads).max(1);
-        let workers = (0..threads)
-            .map(|index| {
-                spawn_worker(
-                    index,
-                    worker_config.clone(),
-                    streams.as_ref().map(|s| (s.writer.clone(), s.limit_bytes)),
-                    report_tx.clone(),
-                )
-            })
-            .collect();
-        ParallelAnalysis {
-            decoder,
-            verify_checksums,
-            workers,
-            reports,
-            summary: CaptureSummary::default(),
-            clock: Timestamp::ZERO,
-            workers_done: 0,
-        }
+impl InputSink for Reader {
+    fn feed_input(
+        &mut self,
+        reader: &mut CaptureReader,
+        on_progress: &mut dyn FnMut(Progress) -> bool,
+    ) -> Result<(), String> {
+        self.feed(reader, on_progress)
     }
 
+    fn input_failed(&mut self, name: &str, message: String) {
+        self.summary.on_file_start(name);
+        self.summary.on_file_end(0, Some(message));
+    }
+}
+
+impl Reader {
     /// Sessions open now, over all workers (as of their last batch).
-    pub fn live_sessions(&self) -> usize {
+    fn live_sessions(&self) -> usize {
         self.workers
             .iter()
             .map(|w| w.live_sessions.load(Ordering::Relaxed))
@@ -147,23 +218,21 @@ impl ParallelAnalysis {
     }
 
     /// Reads `source` to its end (or its first error), as [`Analysis::feed`](super::Analysis::feed).
-    pub fn feed<S: PacketSource>(
+    fn feed<S: PacketSource>(
         &mut self,
         source: &mut S,
-        on_session: &mut dyn FnMut(&SessionRecord),
         on_progress: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<(), String> {
         self.summary.on_file_start(source.name());
         let mut packets = 0u64;
         let mut error = None;
         let shards = self.workers.len() as u64;
-        let mut full = Vec::with_capacity(self.workers.len());
         loop {
             let packet = match source.next_packet() {
                 Ok(Some(packet)) => packet,
                 Ok(None) => {
                     if source.waiting() {
-                        self.send_all(on_session);
+                        self.send_all();
                         if on_progress(self.progress(source, packets)) {
                             continue;
                         }
@@ -181,6 +250,7 @@ impl ParallelAnalysis {
             let clock = &mut self.clock;
             let verify = self.verify_checksums;
             let workers = &mut self.workers;
+            let full = &mut self.full;
             let mut layers = 0u32;
             let mut rejected = false;
             let result = self
@@ -219,8 +289,8 @@ impl ParallelAnalysis {
                 decoded: layers > 0 || self.decoder.held_fragment(),
                 skipped: result.err(),
             });
-            for shard in full.drain(..) {
-                self.send(shard, on_session);
+            while let Some(shard) = self.full.pop() {
+                self.send(shard);
             }
             if (packets.is_multiple_of(PROGRESS_EVERY_PACKETS) || source.progress_due())
                 && !on_progress(self.progress(source, packets))
@@ -241,81 +311,33 @@ impl ParallelAnalysis {
         }
     }
 
-    /// Records an input that could not even be opened.
-    pub fn input_failed(&mut self, name: &str, message: String) {
-        self.summary.on_file_start(name);
-        self.summary.on_file_end(0, Some(message));
-    }
-
-    /// Hands worker `shard` its batch, then takes in the sessions the workers have ended.
-    fn send(&mut self, shard: usize, on_session: &mut dyn FnMut(&SessionRecord)) {
+    /// Hands worker `shard` its batch (waiting while its queue is full).
+    fn send(&mut self, shard: usize) {
         if let Some(worker) = self.workers.get_mut(shard) {
             let fresh = worker.recycled.try_recv().unwrap_or_default();
             let batch = std::mem::replace(&mut worker.filling, fresh);
             // A worker that is gone says why when it is joined.
             let _ = worker.jobs.send(Job::Layers(batch));
         }
-        self.take_reports(on_session, false);
     }
 
-    fn send_all(&mut self, on_session: &mut dyn FnMut(&SessionRecord)) {
+    fn send_all(&mut self) {
         for shard in 0..self.workers.len() {
             let has_layers = self
                 .workers
                 .get(shard)
                 .is_some_and(|w| !w.filling.layers.is_empty());
             if has_layers {
-                self.send(shard, on_session);
+                self.send(shard);
             }
         }
     }
 
-    /// Hands the ended sessions to `on_session`; with `wait`, until every worker is done.
-    fn take_reports(&mut self, on_session: &mut dyn FnMut(&SessionRecord), wait: bool) {
-        loop {
-            let report = if wait {
-                if self.workers_done == self.workers.len() {
-                    return;
-                }
-                match self.reports.recv() {
-                    Ok(report) => report,
-                    Err(_) => return,
-                }
-            } else {
-                match self.reports.try_recv() {
-                    Ok(report) => report,
-                    Err(_) => return,
-                }
-            };
-            match report {
-                Report::Sessions(records) => {
-                    for record in &records {
-                        self.summary.on_session(record);
-                        on_session(record);
-                    }
-                }
-                Report::Done(worker_summary) => {
-                    self.workers_done += 1;
-                    self.summary.merge(*worker_summary);
-                }
-            }
-        }
-    }
-
-    /// Ends every open session in every worker (end of input) and returns the summary.
-    pub fn finish(mut self, on_session: &mut dyn FnMut(&SessionRecord)) -> CaptureSummary {
-        self.send_all(on_session);
-        let clock = self.clock;
+    /// End of input: the last batches, then every worker ends its sessions at the clock.
+    fn finish(mut self) -> CaptureSummary {
+        self.send_all();
         for worker in &self.workers {
-            let _ = worker.jobs.send(Job::Finish(clock));
-        }
-        self.take_reports(on_session, true);
-        for worker in &mut self.workers {
-            if let Some(handle) = worker.handle.take()
-                && handle.join().is_err()
-            {
-                eprintln!("sessionscope: a session worker stopped unexpectedly");
-            }
+            let _ = worker.jobs.send(Job::Finish(self.clock));
         }
         self.summary.fragments = self.decoder.fragment_stats();
         self.summary
@@ -325,24 +347,27 @@ impl ParallelAnalysis {
 fn spawn_worker(
     index: usize,
     config: TrackerConfig,
-    streams: Option<(SharedStreamWriter, usize)>,
+    streams: Option<&StreamOutput>,
     reports: Sender<Report>,
-) -> Worker {
+) -> (WorkerInput, Option<JoinHandle<()>>) {
     let (jobs, job_rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
     let (recycle_tx, recycled) = mpsc::channel::<LayerBatch>();
     let live_sessions = Arc::new(AtomicUsize::new(0));
     let live = Arc::clone(&live_sessions);
+    let streams = streams.map(|s| (s.writer.clone(), s.limit_bytes));
     let handle = std::thread::Builder::new()
         .name(format!("sessions-{index}"))
         .spawn(move || run_worker(config, streams, job_rx, recycle_tx, reports, live))
         .ok();
-    Worker {
-        jobs,
-        recycled,
-        filling: LayerBatch::default(),
-        live_sessions,
+    (
+        WorkerInput {
+            jobs,
+            recycled,
+            filling: LayerBatch::default(),
+            live_sessions,
+        },
         handle,
-    }
+    )
 }
 
 fn run_worker(
