@@ -104,6 +104,7 @@ fn analyse(capture: &Path) -> HashMap<Key, Ours> {
         tracker: TrackerConfig::default(),
         progress: false,
         streams: None,
+        threads: 1,
     };
     let mut flows: HashMap<Key, Ours> = HashMap::new();
     let _ = analyze(&options, &mut |record| {
