@@ -81,7 +81,8 @@ enum Job {
 }
 
 enum Report {
-    Sessions(Vec<SessionRecord>),
+    /// Sessions a worker ended, and where to send the emptied list back.
+    Sessions(Vec<SessionRecord>, Sender<Vec<SessionRecord>>),
     /// A worker's tracker counters, after its last sessions.
     Done(Box<CaptureSummary>),
 }
@@ -150,11 +151,14 @@ pub fn analyze(
         // Sessions as the workers end them, until every worker has reported and gone.
         while let Ok(report) = reports.recv() {
             match report {
-                Report::Sessions(records) => {
+                Report::Sessions(records, give_back) => {
                     for record in &records {
                         sessions_summary.on_session(record);
                         on_session(record);
                     }
+                    // The worker frees them: freeing where they were allocated is cheaper,
+                    // and it keeps that work off this thread.
+                    let _ = give_back.send(records);
                 }
                 Report::Done(worker_summary) => sessions_summary.merge(*worker_summary),
             }
@@ -383,7 +387,15 @@ fn run_worker(
         tracker.set_stream_sink(Box::new(writer), limit);
     }
     let mut ended: Vec<SessionRecord> = Vec::new();
+    let (give_back, handed_back) = mpsc::channel::<Vec<SessionRecord>>();
+    let mut spare: Vec<Vec<SessionRecord>> = Vec::new();
     while let Ok(job) = jobs.recv() {
+        for mut list in handed_back.try_iter() {
+            list.clear();
+            if spare.len() < QUEUE_DEPTH {
+                spare.push(list);
+            }
+        }
         match job {
             Job::Layers(mut batch) => {
                 for layer in &batch.layers {
@@ -404,7 +416,9 @@ fn run_worker(
                 }
                 live_sessions.store(tracker.live_sessions(), Ordering::Relaxed);
                 if !ended.is_empty() {
-                    let _ = reports.send(Report::Sessions(std::mem::take(&mut ended)));
+                    let next = spare.pop().unwrap_or_default();
+                    let full = std::mem::replace(&mut ended, next);
+                    let _ = reports.send(Report::Sessions(full, give_back.clone()));
                 }
                 batch.clear();
                 let _ = recycle.send(batch);
@@ -415,7 +429,7 @@ fn run_worker(
                 let mut summary = CaptureSummary::default();
                 summary.set_tracker_stats(tracker.stats());
                 live_sessions.store(0, Ordering::Relaxed);
-                let _ = reports.send(Report::Sessions(std::mem::take(&mut ended)));
+                let _ = reports.send(Report::Sessions(std::mem::take(&mut ended), give_back));
                 let _ = reports.send(Report::Done(Box::new(summary)));
                 return;
             }

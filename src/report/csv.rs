@@ -85,9 +85,6 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 50] = [
 /// they are appended when rows are written in start order.
 pub const LABEL_COLUMNS: usize = 2;
 
-/// Staged rows are copied out after each row; the staging vector restarts past this size.
-const STAGING_RESET_BYTES: usize = 1 << 20;
-
 #[derive(Debug, Clone)]
 pub struct CsvOptions {
     /// Community ID seed (the spec's default is 0; all parties must use the same one).
@@ -151,22 +148,16 @@ pub struct SessionCsvWriter {
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
 /// streaming writer of live runs).
 pub struct RowFormatter {
-    staging: csv::Writer<Vec<u8>>,
-    /// Where the last row starts in `staging`, and where it ends.
-    row_start: usize,
-    staged_len: usize,
+    /// The last row formatted (reused: no allocation per row once it has grown).
+    line: Vec<u8>,
     hasher: CommunityIdHasher,
-    field: FieldBuf,
 }
 
 impl RowFormatter {
     pub fn new(community_id_seed: u16) -> Self {
         RowFormatter {
-            staging: new_staging(),
-            row_start: 0,
-            staged_len: 0,
+            line: Vec::with_capacity(512),
             hasher: CommunityIdHasher::new(community_id_seed),
-            field: FieldBuf::default(),
         }
     }
 
@@ -190,71 +181,57 @@ impl RowFormatter {
         history: &str,
         empty_labels: bool,
     ) -> Result<&[u8], csv::Error> {
-        if self.staged_len > STAGING_RESET_BYTES {
-            self.staging = new_staging();
-            self.staged_len = 0;
-        }
-        self.format_row(record, history, empty_labels)?;
-        self.staging.flush()?;
-        self.row_start = self.staged_len;
-        self.staged_len = self.staging.get_ref().len();
+        self.line.clear();
+        self.format_row(record, history, empty_labels);
         Ok(self.last_row())
     }
 
     /// The row the last call to [`RowFormatter::row`] made.
     pub fn last_row(&self) -> &[u8] {
-        self.staging
-            .get_ref()
-            .get(self.row_start..self.staged_len)
-            .unwrap_or(&[])
+        &self.line
     }
 
-    fn format_row(
-        &mut self,
-        r: &SessionRecord,
-        history: &str,
-        empty_labels: bool,
-    ) -> Result<(), csv::Error> {
-        let w = &mut self.staging;
-        let f = &mut self.field;
-        w.write_field(f.show(format_args!("{}", r.start)))?;
-        w.write_field(r.uid.as_str())?;
-        w.write_field(self.hasher.session(r).as_str())?;
-        w.write_field(f.show(format_args!("{}", r.orig.addr)))?;
-        w.write_field(f.show(format_args!("{}", r.orig.port)))?;
-        w.write_field(f.show(format_args!("{}", r.resp.addr)))?;
-        w.write_field(f.show(format_args!("{}", r.resp.port)))?;
-        w.write_field(r.proto.as_str())?;
-        w.write_field(r.service.unwrap_or(""))?;
-        w.write_field(f.show(format_args!(
-            "{}",
-            Micros(round_to_micros(r.duration_nanos()))
-        )))?;
-        w.write_field(f.show(format_args!("{}", r.orig_stats.bytes)))?;
-        w.write_field(f.show(format_args!("{}", r.resp_stats.bytes)))?;
-        w.write_field(r.conn_state.as_str())?;
-        w.write_field(f.show(format_args!("{}", r.missed_bytes)))?;
-        w.write_field(history)?;
-        w.write_field(f.show(format_args!("{}", r.orig_stats.pkts)))?;
-        w.write_field(f.show(format_args!("{}", r.orig_stats.ip_bytes)))?;
-        w.write_field(f.show(format_args!("{}", r.resp_stats.pkts)))?;
-        w.write_field(f.show(format_args!("{}", r.resp_stats.ip_bytes)))?;
-        w.write_field(f.show(format_args!("{}", r.ip_proto)))?;
-        w.write_field(r.service_evidence.as_str())?;
-        w.write_field(r.end_reason.as_str())?;
-        w.write_field(f.show(format_args!("{}", r.tunnel_depth)))?;
-        w.write_field(r.related_uid.as_ref().map_or("", |uid| uid.as_str()))?;
-        write_content_fields(w, f, r.content.as_deref())?;
+    /// Writes the row's fields straight as bytes: quoting as the csv crate quotes
+    /// ([`push_field`]), numbers through `itoa`; only the two times and IPv6 addresses go
+    /// through `fmt`.
+    fn format_row(&mut self, r: &SessionRecord, history: &str, empty_labels: bool) {
+        let community_id = self.hasher.session(r);
+        let out = &mut self.line;
+        let _ = write!(out, "{}", r.start);
+        text_field(out, r.uid.as_str());
+        text_field(out, community_id.as_str());
+        addr_field(out, r.orig.addr);
+        int_field(out, r.orig.port);
+        addr_field(out, r.resp.addr);
+        int_field(out, r.resp.port);
+        text_field(out, r.proto.as_str());
+        text_field(out, r.service.unwrap_or(""));
+        out.push(b',');
+        let _ = write!(out, "{}", Micros(round_to_micros(r.duration_nanos())));
+        int_field(out, r.orig_stats.bytes);
+        int_field(out, r.resp_stats.bytes);
+        text_field(out, r.conn_state.as_str());
+        int_field(out, r.missed_bytes);
+        text_field(out, history);
+        int_field(out, r.orig_stats.pkts);
+        int_field(out, r.orig_stats.ip_bytes);
+        int_field(out, r.resp_stats.pkts);
+        int_field(out, r.resp_stats.ip_bytes);
+        int_field(out, r.ip_proto);
+        text_field(out, r.service_evidence.as_str());
+        text_field(out, r.end_reason.as_str());
+        int_field(out, r.tunnel_depth);
+        text_field(out, r.related_uid.as_ref().map_or("", |uid| uid.as_str()));
+        write_content_fields(out, r.content.as_deref());
         if empty_labels {
             for _ in 0..LABEL_COLUMNS {
-                w.write_field("")?;
+                out.push(b',');
             }
-            // Ten counters with names and counts: at most a few hundred bytes, no quoting.
-            let mut anomalies = AnomaliesBuf::default();
-            let _ = write!(anomalies, "{}", r.anomalies);
-            w.write_field(anomalies.as_bytes())?;
+            out.push(b',');
+            // Names and counts only: never needs quoting.
+            let _ = write!(out, "{}", r.anomalies);
         }
-        w.write_record(None::<&[u8]>)
+        out.push(b'\n');
     }
 }
 
@@ -427,47 +404,91 @@ impl SessionCsvWriter {
 }
 
 /// The content columns (empty when the bytes were not recognised), in column order.
-fn write_content_fields(
-    w: &mut csv::Writer<Vec<u8>>,
-    f: &mut FieldBuf,
-    c: Option<&ContentInfo>,
-) -> Result<(), csv::Error> {
+fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
     let Some(c) = c else {
         for _ in 0..CONTENT_COLUMNS {
-            w.write_field("")?;
+            out.push(b',');
         }
-        return Ok(());
+        return;
     };
-    w.write_field(text(&c.server_name))?;
-    w.write_field(c.tls_version.unwrap_or(""))?;
-    w.write_field(text(&c.tls_alpn))?;
-    w.write_field(text(&c.ja4))?;
-    w.write_field(text(&c.http_method))?;
-    w.write_field(text(&c.http_host))?;
-    w.write_field(text(&c.http_uri))?;
-    w.write_field(text(&c.http_user_agent))?;
+    text_field(out, text(&c.server_name));
+    text_field(out, c.tls_version.unwrap_or(""));
+    text_field(out, text(&c.tls_alpn));
+    text_field(out, text(&c.ja4));
+    text_field(out, text(&c.http_method));
+    text_field(out, text(&c.http_host));
+    text_field(out, text(&c.http_uri));
+    text_field(out, text(&c.http_user_agent));
     match c.http_status {
-        Some(status) => w.write_field(f.show(format_args!("{status}")))?,
-        None => w.write_field("")?,
+        Some(status) => int_field(out, status),
+        None => out.push(b','),
     }
-    w.write_field(text(&c.dns_query))?;
-    w.write_field(text(&c.dns_qtype))?;
-    w.write_field(c.dns_rcode.unwrap_or(""))?;
-    w.write_field(c.dns_answers.join(" "))?;
-    w.write_field(text(&c.netbios_name))?;
-    w.write_field(text(&c.ssh_client))?;
-    w.write_field(text(&c.ssh_server))?;
-    w.write_field(text(&c.banner))?;
-    w.write_field(text(&c.quic_version))?;
-    w.write_field(text(&c.dhcp_hostname))?;
-    w.write_field(text(&c.dhcp_vendor_class))?;
+    text_field(out, text(&c.dns_query));
+    text_field(out, text(&c.dns_qtype));
+    text_field(out, c.dns_rcode.unwrap_or(""));
+    joined_field(out, &c.dns_answers, " ");
+    text_field(out, text(&c.netbios_name));
+    text_field(out, text(&c.ssh_client));
+    text_field(out, text(&c.ssh_server));
+    text_field(out, text(&c.banner));
+    text_field(out, text(&c.quic_version));
+    text_field(out, text(&c.dhcp_hostname));
+    text_field(out, text(&c.dhcp_vendor_class));
     match c.ntp_version {
-        Some(version) => w.write_field(f.show(format_args!("{version}")))?,
-        None => w.write_field("")?,
+        Some(version) => int_field(out, version),
+        None => out.push(b','),
     }
-    w.write_field(c.ntp_mode.unwrap_or(""))?;
-    w.write_field(text(&c.ssdp_target))?;
-    Ok(())
+    text_field(out, c.ntp_mode.unwrap_or(""));
+    text_field(out, text(&c.ssdp_target));
+}
+
+/// `,` then the field, quoted when it must be.
+fn text_field(out: &mut Vec<u8>, field: &str) {
+    out.push(b',');
+    push_field(out, field);
+}
+
+/// `,` then the items joined by `separator`, quoted as one field when it must be.
+fn joined_field(out: &mut Vec<u8>, items: &[String], separator: &str) {
+    out.push(b',');
+    let needs_quotes = items
+        .iter()
+        .any(|i| i.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')));
+    if needs_quotes {
+        push_field(out, &items.join(separator));
+        return;
+    }
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(separator.as_bytes());
+        }
+        out.extend_from_slice(item.as_bytes());
+    }
+}
+
+/// `,` then the integer.
+fn int_field<I: itoa::Integer>(out: &mut Vec<u8>, value: I) {
+    out.push(b',');
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// `,` then the address as `Display` writes it (IPv4 dotted quads written directly).
+fn addr_field(out: &mut Vec<u8>, addr: std::net::IpAddr) {
+    out.push(b',');
+    match addr {
+        std::net::IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
 }
 
 fn text(value: &Option<String>) -> &str {
@@ -501,40 +522,6 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
     }
 }
 
-/// A stored row's tag and formatted columns.
-/// A stack buffer for the `anomalies` column of a streamed row (no allocation per row).
-struct AnomaliesBuf {
-    bytes: [u8; 512],
-    len: usize,
-}
-
-impl Default for AnomaliesBuf {
-    fn default() -> Self {
-        AnomaliesBuf {
-            bytes: [0; 512],
-            len: 0,
-        }
-    }
-}
-
-impl AnomaliesBuf {
-    fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or(&[])
-    }
-}
-
-impl std::fmt::Write for AnomaliesBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
-        self.bytes
-            .get_mut(self.len..end)
-            .ok_or(std::fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// Splits a length-prefixed (u16 LE) field off the front of `stored`: (field, rest).
 fn split_stored(stored: &[u8]) -> (&[u8], &[u8]) {
     let len = match stored {
@@ -565,40 +552,6 @@ struct Micros(u64);
 impl std::fmt::Display for Micros {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
-}
-
-/// A stack buffer one numeric or address field is formatted into (no heap allocation).
-struct FieldBuf {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Default for FieldBuf {
-    fn default() -> Self {
-        FieldBuf {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl FieldBuf {
-    fn show(&mut self, args: std::fmt::Arguments<'_>) -> &[u8] {
-        self.len = 0;
-        // Every value formatted here (integers, addresses, timestamps) fits in 64 bytes.
-        let _ = self.write_fmt(args);
-        self.bytes.get(..self.len).unwrap_or(&[])
-    }
-}
-
-impl std::fmt::Write for FieldBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(std::fmt::Error)?;
-        let dst = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
