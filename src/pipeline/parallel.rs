@@ -105,14 +105,16 @@ pub fn analyze(
     let threads = options.threads.max(1);
     let config = &options.tracker;
     let (report_tx, reports) = mpsc::channel();
-    let mut worker_config = config.clone();
-    worker_config.max_sessions = worker_config.max_sessions.div_ceil(threads).max(1);
     let mut inputs = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
+        // The session cap is shared out so that the workers' caps add up to it.
+        let mut worker_config = config.clone();
+        let (share, rest) = (config.max_sessions / threads, config.max_sessions % threads);
+        worker_config.max_sessions = (share + usize::from(index < rest)).max(1);
         let (input, handle) = spawn_worker(
             index,
-            worker_config.clone(),
+            worker_config,
             options.streams.as_ref(),
             report_tx.clone(),
         );
