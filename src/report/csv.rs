@@ -12,6 +12,7 @@
 //! Parquet writers, so every format lists the same sessions in the same order.
 
 use super::community_id::CommunityIdHasher;
+use super::dataset::DatasetWriter;
 use super::export::{ExportFormat, RowSink, SessionRow};
 use super::jsonl::JsonlWriter;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
 
 /// The header, in column order.
-pub const SESSIONS_CSV_COLUMNS: [&str; 49] = [
+pub const SESSIONS_CSV_COLUMNS: [&str; 50] = [
     "ts",
     "uid",
     "community_id",
@@ -77,7 +78,11 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 49] = [
     "ssdp_target",
     "initiator",
     "initiator_reason",
+    "sensor",
 ];
+
+/// Where the `sensor` column is: the last one.
+pub const SENSOR_COLUMN: usize = SESSIONS_CSV_COLUMNS.len() - 1;
 
 /// The last columns, decided only once the whole capture is known (hidden-session analysis);
 /// rows are stored without them and they are appended when rows are written in start order.
@@ -92,6 +97,11 @@ pub struct CsvOptions {
     pub community_id_seed: u16,
     /// Rows kept in memory before a sorted run is spilled to the output directory.
     pub max_rows_in_memory: usize,
+    /// The `sensor` column's value (the same on every row; `--sensor`).
+    pub sensor: String,
+    /// Write Parquet as the partitioned dataset `sessions/sensor=NAME/date=DAY/` (`--partition`)
+    /// instead of sessions.parquet.
+    pub partition: bool,
 }
 
 impl Default for CsvOptions {
@@ -99,6 +109,8 @@ impl Default for CsvOptions {
         CsvOptions {
             community_id_seed: 0,
             max_rows_in_memory: DEFAULT_MAX_ROWS_IN_MEMORY,
+            sensor: String::new(),
+            partition: false,
         }
     }
 }
@@ -141,6 +153,8 @@ pub struct SessionCsvWriter {
     rows: RowFormatter,
     /// The row as it is stored: tag length (u16 LE), tag, formatted columns.
     stored: Vec<u8>,
+    /// The sensor column as written after the labels (quoted when it needs to be).
+    sensor_field: Vec<u8>,
 }
 
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
@@ -152,6 +166,7 @@ pub struct RowFormatter {
     staged_len: usize,
     hasher: CommunityIdHasher,
     field: FieldBuf,
+    sensor: String,
 }
 
 impl RowFormatter {
@@ -162,7 +177,13 @@ impl RowFormatter {
             staged_len: 0,
             hasher: CommunityIdHasher::new(community_id_seed),
             field: FieldBuf::default(),
+            sensor: String::new(),
         }
+    }
+
+    /// Sets the `sensor` column's value for the rows [`RowFormatter::row`] makes.
+    pub fn set_sensor(&mut self, sensor: &str) {
+        self.sensor = sensor.to_string();
     }
 
     /// The header line, ending in `\n`.
@@ -174,7 +195,7 @@ impl RowFormatter {
     }
 
     /// One session as a complete CSV line ending in `\n`, valid until the next call. The
-    /// label columns are left empty (streaming writers cannot wait for the whole capture).
+    /// label columns are left empty, the sensor column follows them (streaming writers cannot wait for the whole capture).
     pub fn row(&mut self, record: &SessionRecord) -> Result<&[u8], csv::Error> {
         self.row_with_history(record, record.history.as_str(), true)
     }
@@ -244,6 +265,7 @@ impl RowFormatter {
             for _ in 0..LABEL_COLUMNS {
                 w.write_field("")?;
             }
+            w.write_field(self.sensor.as_str())?;
         }
         w.write_record(None::<&[u8]>)
     }
@@ -280,6 +302,10 @@ impl SessionCsvWriter {
                     .push(Box::new(JsonlWriter::create(dir).map_err(io_error(
                         &dir.join(super::jsonl::SESSIONS_JSONL_FILE_NAME),
                     ))?)),
+                ExportFormat::Parquet if options.partition => sinks.push(Box::new(
+                    DatasetWriter::create(dir, &options.sensor)
+                        .map_err(io_error(&dir.join(super::dataset::DATASET_DIR_NAME)))?,
+                )),
                 ExportFormat::Parquet => sinks.push(Box::new(ParquetWriter::create(dir).map_err(
                     io_error(&dir.join(super::parquet::SESSIONS_PARQUET_FILE_NAME)),
                 )?)),
@@ -292,11 +318,24 @@ impl SessionCsvWriter {
             sinks,
             rows: RowFormatter::new(options.community_id_seed),
             stored: Vec::new(),
+            sensor_field: {
+                let mut field = Vec::new();
+                push_field(&mut field, &options.sensor);
+                field
+            },
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Names the input the rows come from, for the partitioned dataset's file names
+    /// ([`super::dataset::run_identity`]); call it before [`SessionCsvWriter::finish`].
+    pub fn set_dataset_identity(&mut self, identity: &str) {
+        for sink in &mut self.sinks {
+            sink.set_identity(identity);
+        }
     }
 
     /// Formats one finished session and queues it for start-order output (no label tag).
@@ -349,6 +388,7 @@ impl SessionCsvWriter {
             mut file,
             mut sinks,
             order,
+            sensor_field,
             ..
         } = self;
         let mut record = csv::StringRecord::new();
@@ -363,6 +403,8 @@ impl SessionCsvWriter {
             push_field(&mut line, &initiator);
             line.push(b',');
             push_field(&mut line, &reason);
+            line.push(b',');
+            line.extend_from_slice(&sensor_field);
             line.push(b'\n');
             let row = line.as_slice();
             if let Some(file) = file.as_mut() {
@@ -640,7 +682,7 @@ mod tests {
              server_name,tls_version,tls_alpn,ja4,http_method,http_host,http_uri,http_user_agent,\
              http_status,dns_query,dns_qtype,dns_rcode,dns_answers,netbios_name,ssh_client,\
              ssh_server,banner,quic_version,dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,\
-             ssdp_target,initiator,initiator_reason"
+             ssdp_target,initiator,initiator_reason,sensor"
         );
         let (_, rows) = read_rows(&stats.path);
         let r = &rows[0];

@@ -90,10 +90,12 @@ pub struct SessionRow<'a> {
     pub end_reason: &'a str,
     pub tunnel_depth: u8,
     pub related_uid: &'a str,
+    /// The `sensor` column (the row's last).
+    pub sensor: &'a str,
 }
 
 impl<'a> SessionRow<'a> {
-    /// Reads the 24 fields of a sessions.csv row (in [`super::csv::SESSIONS_CSV_COLUMNS`] order).
+    /// Reads the first 24 fields and the sensor of a sessions.csv row (in [`super::csv::SESSIONS_CSV_COLUMNS`] order).
     pub fn parse(record: &'a csv::StringRecord) -> Result<Self, RowError> {
         let mut fields = record.iter();
         let mut next = |name: &'static str| fields.next().ok_or(RowError { column: name });
@@ -124,6 +126,9 @@ impl<'a> SessionRow<'a> {
             end_reason: next("end_reason")?,
             tunnel_depth: number(next("tunnel_depth")?, "tunnel_depth")?,
             related_uid: next("related_uid")?,
+            sensor: record
+                .get(super::csv::SENSOR_COLUMN)
+                .ok_or(RowError { column: "sensor" })?,
         })
     }
 }
@@ -165,6 +170,9 @@ fn micros(text: &str) -> Option<i64> {
 /// A writer that receives every session row in start order.
 pub(crate) trait RowSink {
     fn write_row(&mut self, row: &SessionRow<'_>) -> io::Result<()>;
+    /// Tells the writer which input the rows come from (see [`super::dataset::run_identity`]);
+    /// only the partitioned dataset uses it.
+    fn set_identity(&mut self, _identity: &str) {}
     /// Completes the file; returns its path.
     fn finish(self: Box<Self>) -> io::Result<PathBuf>;
 }

@@ -6,7 +6,7 @@
 //! counts as integers, `duration` as seconds, and fields without a value left out (as Zeek
 //! leaves out unset fields) rather than written empty. Ours follow Zeek's:
 //! `ip_proto`, `community_id` (the name Zeek's community-id script uses), `service_evidence`,
-//! `end_reason`, `tunnel_depth`, `related_uid`. Promises: every string is escaped per RFC 8259
+//! `end_reason`, `tunnel_depth`, `related_uid`, `sensor`. Promises: every string is escaped per RFC 8259
 //! (quotes, backslashes, control characters), so a hostile value stays one string on one line;
 //! rows arrive in start order from the shared ordered stream.
 
@@ -81,6 +81,7 @@ pub fn json_line(r: &SessionRow<'_>, out: &mut String) {
     obj.string("end_reason", r.end_reason);
     obj.uint("tunnel_depth", u64::from(r.tunnel_depth));
     obj.optional_string("related_uid", r.related_uid);
+    obj.optional_string("sensor", r.sensor);
     obj.out.push_str("}\n");
 }
 
@@ -180,6 +181,7 @@ mod tests {
             end_reason: "closed",
             tunnel_depth: 0,
             related_uid: "",
+            sensor: "",
         }
     }
 

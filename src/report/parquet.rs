@@ -66,6 +66,7 @@ pub fn schema() -> SchemaRef {
         text("end_reason", false),
         int32("tunnel_depth"),
         text("related_uid", true),
+        text("sensor", false),
     ]))
 }
 
@@ -95,6 +96,7 @@ struct Columns {
     end_reason: StringBuilder,
     tunnel_depth: Int32Builder,
     related_uid: StringBuilder,
+    sensor: StringBuilder,
     rows: usize,
 }
 
@@ -128,6 +130,7 @@ impl Columns {
             end_reason: s(),
             tunnel_depth: i32b(),
             related_uid: s(),
+            sensor: s(),
             rows: 0,
         }
     }
@@ -167,6 +170,7 @@ impl Columns {
         self.end_reason.append_value(r.end_reason);
         self.tunnel_depth.append_value(i32::from(r.tunnel_depth));
         optional(&mut self.related_uid, r.related_uid);
+        self.sensor.append_value(r.sensor);
         self.rows += 1;
     }
 
@@ -198,8 +202,16 @@ impl Columns {
             Arc::new(self.end_reason.finish()),
             Arc::new(self.tunnel_depth.finish()),
             Arc::new(self.related_uid.finish()),
+            Arc::new(self.sensor.finish()),
         ];
-        RecordBatch::try_new(schema.clone(), columns)
+        let batch = RecordBatch::try_new(self::schema(), columns)?;
+        // A dataset's files leave out the columns their directory names hold (`sensor`).
+        let keep: Vec<usize> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| batch.schema().index_of(f.name()).ok())
+            .collect();
+        batch.project(&keep)
     }
 }
 
@@ -218,9 +230,13 @@ fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
 impl ParquetWriter {
     /// Creates (truncates) `dir/sessions.parquet`.
     pub fn create(dir: &Path) -> io::Result<Self> {
-        let path = dir.join(SESSIONS_PARQUET_FILE_NAME);
+        Self::create_file(&dir.join(SESSIONS_PARQUET_FILE_NAME), schema())
+    }
+
+    /// Creates (truncates) `path` with `schema`: [`schema`] or a subset of its columns.
+    pub(crate) fn create_file(path: &Path, schema: SchemaRef) -> io::Result<Self> {
+        let path = path.to_path_buf();
         let file = File::create(&path)?;
-        let schema = schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -295,6 +311,7 @@ mod tests {
             end_reason: "closed",
             tunnel_depth: 1,
             related_uid: "",
+            sensor: "lab-1",
         }
     }
 
@@ -343,6 +360,8 @@ mod tests {
         let orig_h = b.column_by_name("orig_h").unwrap().as_string::<i32>();
         assert_eq!(orig_h.value(0), "2001:db8::1");
         assert!(b.column_by_name("related_uid").unwrap().is_null(0));
+        let sensor = b.column_by_name("sensor").unwrap().as_string::<i32>();
+        assert_eq!(sensor.value(5), "lab-1");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
