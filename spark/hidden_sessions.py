@@ -14,16 +14,17 @@ build embeds; `--rules` names another copy, e.g. one shipped with `--files` on a
 steps are those of src/analysis/hidden/{mod,periodicity}.rs, documented in docs/initiators.md.
 Periodicity is computed per (host, destination address, port, protocol) and per (host, server
 name, port, protocol) over the whole time range selected, so a beacon every few hours shows over
-days. The work runs in Spark (one shuffle per series kind, arrays sorted per series); only the
-patterns come back to the driver, streamed, to be written in order.
+days. The work runs in Spark (one shuffle per series kind; each series' samples scored on the
+executors); only the candidate patterns come back to the driver, to be written in order.
 """
 
 import argparse
 import csv
+import math
 import os
 import sys
 
-from pyspark.sql import SparkSession, Window
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 HIDDEN_COLUMNS = [
@@ -126,88 +127,82 @@ def periodic_text(sessions, period_s, jitter, addresses, name):
 
 
 # ---------------------------------------------------------------------------------------------
-# Periodicity (src/analysis/hidden/periodicity.rs), as Spark column expressions over one row per
-# series holding its samples sorted by (start, bytes). Same steps, same values.
+# Periodicity (src/analysis/hidden/periodicity.rs): the same steps, line for line, run on the
+# executors once per series over its samples (start in microseconds, bytes both ways).
 
-def quantile(sorted_array, q):
-    """Linear-interpolated quantile of a sorted array column (0 for an empty one)."""
-    n = F.size(sorted_array)
-    pos = F.lit(float(q)) * (n - 1)
-    lo = F.floor(pos).cast("int")
-    hi = F.ceil(pos).cast("int")
-    a = F.element_at(sorted_array, lo + 1)
-    b = F.element_at(sorted_array, hi + 1)
-    return F.when(n <= 0, F.lit(0.0)).otherwise(a + (b - a) * (pos - lo))
+def quantile(sorted_values, q):
+    """Linear-interpolated quantile of sorted values (0 for none)."""
+    if not sorted_values:
+        return 0.0
+    pos = min(max(q, 0.0), 1.0) * (len(sorted_values) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    a, b = sorted_values[lo], sorted_values[hi]
+    return a + (b - a) * (pos - lo)
 
 
-def array_sum(array):
-    return F.aggregate(array, F.lit(0.0), lambda acc, x: acc + x)
+def mad(values, median):
+    return quantile(sorted(abs(v - median) for v in values), 0.5)
+
+
+def bowley(sorted_values):
+    q1, q2, q3 = (quantile(sorted_values, q) for q in (0.25, 0.5, 0.75))
+    spread = q3 - q1
+    if spread <= sys.float_info.epsilon * max(abs(q2), 1.0):
+        return 0.0
+    return min(max((q3 + q1 - 2.0 * q2) / spread, -1.0), 1.0)
+
+
+def analyse(samples, st):
+    """Scores a series: `samples` are (start_us, bytes) pairs, any order. None when there are
+    too few sessions or the median interval is shorter than min_period_s."""
+    if len(samples) < st["min_sessions"]:
+        return None
+    samples = sorted(samples)
+    intervals = sorted((b[0] - a[0]) / 1e6 for a, b in zip(samples, samples[1:]))
+    median = quantile(intervals, 0.5)
+    if median != median or median < st["min_period_s"]:
+        return None
+    beat = [i for i in intervals if abs(i - median) <= st["on_beat"] * median]
+    on_beat = len(beat) / len(intervals)
+    period = sum(beat) / len(beat) if beat else median
+    jitter = mad(intervals, period) / period
+    skew = bowley(intervals)
+    sizes = sorted(float(s[1]) for s in samples)
+    size_median = quantile(sizes, 0.5)
+    size_mad = mad(sizes, size_median)
+    if size_median > 0.0:
+        size_jitter = size_mad / size_median
+    elif size_mad > 0.0:
+        size_jitter = 1.0
+    else:
+        size_jitter = 0.0
+
+    def clamp01(x):
+        return min(max(x, 0.0), 1.0)
+
+    regularity = clamp01(1.0 - jitter / st["jitter_scale"])
+    interval_score = (2.0 * regularity + (1.0 - abs(skew))) / 3.0
+    size_score = clamp01(1.0 - size_jitter / st["jitter_scale"])
+    count_score = min(len(intervals) / st["full_count_intervals"], 1.0)
+    score = (st["weight_interval"] * interval_score + st["weight_on_beat"] * on_beat
+             + st["weight_count"] * count_score + st["weight_size"] * size_score)
+    return (len(samples), period, jitter, clamp01(score))
+
+
+PERIODICITY_TYPE = ("struct<p_sessions:int,period_s:double,jitter:double,score:double>")
 
 
 def periodicity(samples, keys, rules, max_samples):
-    """One row per series (`keys`) with sessions, period_s, jitter, skew, on_beat, size_jitter
-    and score; period_s is null when the series has too few sessions or a median interval
-    shorter than min_period_s (Rust's `analyse` returning None)."""
-    st = rules["settings"]
-    # The first max_samples starts of each series (Rust keeps the first 4096 per group).
-    order = Window.partitionBy(*keys).orderBy("start_us", "bytes")
-    capped = (samples.withColumn("n", F.row_number().over(order))
-              .where(F.col("n") <= max_samples))
-    series = capped.groupBy(*keys).agg(
-        F.array_sort(F.collect_list(F.struct("start_us", "bytes"))).alias("s"))
-    starts = F.transform(F.col("s"), lambda x: x["start_us"])
-    series = series.withColumn("starts", starts).withColumn("n_sessions", F.size("s"))
-    # Intervals between consecutive starts, in seconds, sorted.
-    series = series.withColumn("intervals", F.array_sort(F.transform(
-        F.sequence(F.lit(2), F.greatest(F.col("n_sessions"), F.lit(2))),
-        lambda i: (F.element_at("starts", i) - F.element_at("starts", i - 1)) / 1e6)))
-    series = series.withColumn(
-        "intervals", F.when(F.col("n_sessions") >= 2, F.col("intervals"))
-        .otherwise(F.array().cast("array<double>")))
-    series = series.withColumn("median", quantile(F.col("intervals"), 0.5))
-    series = series.where((F.col("n_sessions") >= int(st["min_sessions"]))
-                          & (F.col("median") >= st["min_period_s"]))
-    # The period: the mean of the intervals on the beat (within on_beat of the median).
-    series = series.withColumn("beat", F.filter(
-        "intervals", lambda x: F.abs(x - F.col("median")) <= st["on_beat"] * F.col("median")))
-    series = series.withColumn(
-        "on_beat", F.size("beat") / F.size("intervals"))
-    series = series.withColumn(
-        "period_s", F.when(F.size("beat") > 0, array_sum(F.col("beat")) / F.size("beat"))
-        .otherwise(F.col("median")))
-    # Jitter: MAD of the intervals from the period, over the period.
-    series = series.withColumn("jitter", quantile(F.array_sort(F.transform(
-        "intervals", lambda x: F.abs(x - F.col("period_s")))), 0.5) / F.col("period_s"))
-    # Bowley's quartile skewness.
-    q1 = quantile(F.col("intervals"), 0.25)
-    q3 = quantile(F.col("intervals"), 0.75)
-    series = series.withColumn("q1", q1).withColumn("q3", q3)
-    spread = F.col("q3") - F.col("q1")
-    series = series.withColumn("skew", F.when(
-        spread <= sys.float_info.epsilon * F.greatest(F.abs(F.col("median")), F.lit(1.0)),
-        F.lit(0.0)).otherwise(F.least(F.lit(1.0), F.greatest(F.lit(-1.0), (
-            F.col("q3") + F.col("q1") - 2.0 * F.col("median")) / spread))))
-    # Sizes: MAD over the median.
-    sizes = F.array_sort(F.transform("s", lambda x: x["bytes"].cast("double")))
-    series = series.withColumn("sizes", sizes)
-    series = series.withColumn("size_median", quantile(F.col("sizes"), 0.5))
-    series = series.withColumn("size_mad", quantile(F.array_sort(F.transform(
-        "sizes", lambda x: F.abs(x - F.col("size_median")))), 0.5))
-    series = series.withColumn("size_jitter", F.when(
-        F.col("size_median") > 0, F.col("size_mad") / F.col("size_median"))
-        .when(F.col("size_mad") > 0, F.lit(1.0)).otherwise(F.lit(0.0)))
-
-    def clamp01(c):
-        return F.least(F.lit(1.0), F.greatest(F.lit(0.0), c))
-
-    regularity = clamp01(1.0 - F.col("jitter") / st["jitter_scale"])
-    interval_score = (2.0 * regularity + (1.0 - F.abs(F.col("skew")))) / 3.0
-    size_score = clamp01(1.0 - F.col("size_jitter") / st["jitter_scale"])
-    count_score = F.least(F.lit(1.0), F.size("intervals") / st["full_count_intervals"])
-    score = (st["weight_interval"] * interval_score + st["weight_on_beat"] * F.col("on_beat")
-             + st["weight_count"] * count_score + st["weight_size"] * size_score)
-    return series.select(*keys, F.col("n_sessions").alias("p_sessions"), "period_s", "jitter",
-                         clamp01(score).alias("score"))
+    """One row per series (`keys`) with p_sessions, period_s, jitter and score (all null when
+    `analyse` says None). One shuffle: each series' first max_samples samples are gathered,
+    sorted and cut in one array, then scored by `analyse` (Rust keeps 4096 per group)."""
+    st = dict(rules["settings"])
+    st["min_sessions"] = int(st["min_sessions"])
+    score = F.udf(lambda s: analyse([(x[0], x[1]) for x in s], st), PERIODICITY_TYPE)
+    series = samples.groupBy(*keys).agg(F.slice(
+        F.array_sort(F.collect_list(F.struct("start_us", "bytes"))), 1, max_samples).alias("s"))
+    series = series.where(F.size("s") >= st["min_sessions"])
+    return series.select(*keys, score("s").alias("p")).select(*keys, "p.*")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +242,7 @@ def main(argv):
     is_interactive = interactive[0]
     for c in interactive[1:]:
         is_interactive = is_interactive | c
-    pkts = F.col("orig_pkts") + F.col("resp_pkts")
+    pkts = F.greatest(F.col("orig_pkts") + F.col("resp_pkts"), F.lit(1))
     payload = F.col("orig_bytes") + F.col("resp_bytes")
     keepalive = (~is_interactive & (pkts >= st["keepalive_min_pkts"])
                  & (F.col("duration") >= st["keepalive_min_duration_s"])

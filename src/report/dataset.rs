@@ -10,7 +10,7 @@
 //! and a different input adds files beside them.
 //!
 //! Promises: rows come in start order, so one file is open at a time (memory: one batch); files
-//! are written under hidden temporary names (`.tmp-*`, which readers skip) and renamed into place
+//! are written under hidden temporary names (`.part-*.parquet.tmp`, which readers skip) and renamed into place
 //! only when complete, so a reader never sees half a file and a crash leaves no duplicate rows;
 //! files of an earlier run of the same input that this run did not rewrite are removed.
 
@@ -169,8 +169,9 @@ impl DatasetWriter {
     fn open_part(&mut self, date: String) -> io::Result<()> {
         let dir = self.sensor_dir.join(format!("date={date}"));
         std::fs::create_dir_all(&dir)?;
+        // Hidden and not `*.parquet`: Spark skips dot files, DuckDB's `**/*.parquet` would not.
         let temp = dir.join(format!(
-            ".tmp-{}-{}.parquet",
+            ".part-{}-{}.parquet.tmp",
             std::process::id(),
             self.done.len()
         ));
