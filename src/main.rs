@@ -99,6 +99,15 @@ struct AnalyzeArgs {
     /// repeated).
     #[arg(long, value_name = "LIST", default_value = "csv")]
     format: Vec<String>,
+    /// The `sensor` column's value (letters, digits, `.`, `_`, `-`); default: the name of the
+    /// directory holding the first input (`stdin` for `-`).
+    #[arg(long, value_name = "NAME")]
+    sensor: Option<String>,
+    /// With `--format parquet`: write DIR/sessions/sensor=NAME/date=YYYY-MM-DD/part-ID.parquet,
+    /// a Hive-partitioned dataset that further runs append to (re-running an input replaces
+    /// its own files).
+    #[arg(long)]
+    partition: bool,
 }
 
 /// Session tracking options shared by `analyze` and `live`.
@@ -256,6 +265,18 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         None => None,
     };
     let hidden_options = hidden_options(&args).map_err(|e| (2u8, e))?;
+    let sensor = match &args.sensor {
+        Some(name) => {
+            report::dataset::check_sensor_name(name)
+                .map_err(|e| (2u8, format!("--sensor: {e}")))?;
+            name.clone()
+        }
+        None => report::dataset::default_sensor(
+            args.inputs
+                .first()
+                .map_or(std::path::Path::new("-"), PathBuf::as_path),
+        ),
+    };
     let options = AnalyzeOptions {
         inputs: args.inputs,
         tracker,
@@ -278,34 +299,40 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         }
     }
 
-    let mut csv =
-        match &args.out {
-            Some(dir) => Some(
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| {
-                        report::SessionCsvWriter::create_formats(
-                            dir,
-                            &report::CsvOptions {
-                                max_rows_in_memory: args.tracker.memory.map_or(
-                                    report::CsvOptions::default().max_rows_in_memory,
-                                    |m| MemoryBudget::split(m).order_rows,
-                                ),
-                                ..report::CsvOptions::default()
-                            },
-                            &formats,
-                        )
+    if args.partition && (!formats.contains(&report::ExportFormat::Parquet) || args.out.is_none()) {
+        return Err((
+            2u8,
+            "--partition needs --format parquet and --out DIR".to_string(),
+        ));
+    }
+    let csv_options = report::CsvOptions {
+        sensor: sensor.clone(),
+        partition: args.partition,
+        max_rows_in_memory: args
+            .tracker
+            .memory
+            .map_or(report::CsvOptions::default().max_rows_in_memory, |m| {
+                MemoryBudget::split(m).order_rows
+            }),
+        ..report::CsvOptions::default()
+    };
+    let mut csv = match &args.out {
+        Some(dir) => Some(
+            std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    report::SessionCsvWriter::create_formats(dir, &csv_options, &formats)
                         .map_err(|e| e.to_string())
-                    })
-                    .map_err(|e| {
-                        (
-                            exit::OUTPUT_ERROR,
-                            format!("{}: cannot write sessions.csv: {e}", dir.display()),
-                        )
-                    })?,
-            ),
-            None => None,
-        };
+                })
+                .map_err(|e| {
+                    (
+                        exit::OUTPUT_ERROR,
+                        format!("{}: cannot write sessions.csv: {e}", dir.display()),
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let mut output_error: Option<String> = None;
     let mut report_data = args.out.as_ref().map(|_| report::ReportData::new());
     let mut hidden = HiddenAnalyzer::new(hidden_options);
@@ -342,7 +369,11 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     });
     let hidden = hidden.finish();
     let (mut user_sessions, mut technology_sessions) = (0u64, 0u64);
-    if let Some(writer) = csv.take() {
+    if let Some(mut writer) = csv.take() {
+        writer.set_dataset_identity(&report::dataset::run_identity(
+            &sensor,
+            &outcome.summary.files,
+        ));
         let mut labeller = hidden.labeller();
         let result = writer.finish_labelled(&mut |tag, row| {
             let label = labeller.label(tag);

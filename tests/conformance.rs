@@ -24,7 +24,7 @@ resp_ip_bytes,ip_proto,service_evidence,end_reason,tunnel_depth,related_uid,serv
 tls_version,tls_alpn,ja4,http_method,http_host,http_uri,http_user_agent,http_status,dns_query,\
 dns_qtype,dns_rcode,dns_answers,netbios_name,ssh_client,ssh_server,banner,quic_version,\
 dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,ssdp_target,initiator,initiator_reason,\
-anomalies";
+anomalies,sensor";
 
 /// Per-capture wall-clock limit; override with `SESSIONSCOPE_CONFORMANCE_TIMEOUT_SECS`.
 const DEFAULT_TIMEOUT_SECS: u64 = 20;

@@ -12,6 +12,7 @@
 //! Parquet writers, so every format lists the same sessions in the same order.
 
 use super::community_id::CommunityIdHasher;
+use super::dataset::DatasetWriter;
 use super::export::{ExportFormat, RowSink, SessionRow};
 use super::jsonl::JsonlWriter;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
 
 /// The header, in column order.
-pub const SESSIONS_CSV_COLUMNS: [&str; 50] = [
+pub const SESSIONS_CSV_COLUMNS: [&str; 51] = [
     "ts",
     "uid",
     "community_id",
@@ -78,11 +79,16 @@ pub const SESSIONS_CSV_COLUMNS: [&str; 50] = [
     "initiator",
     "initiator_reason",
     "anomalies",
+    "sensor",
 ];
 
-/// The columns before `anomalies` decided only once the whole capture is known (hidden-session
-/// analysis); rows are stored without them (and without `anomalies`, kept beside the row) and
-/// they are appended when rows are written in start order.
+/// Where the `sensor` column is: the last one.
+pub const SENSOR_COLUMN: usize = SESSIONS_CSV_COLUMNS.len() - 1;
+
+/// The columns after the content columns decided only once the whole capture is known
+/// (hidden-session analysis); rows are stored without them (and without `anomalies`, kept
+/// beside the row, and `sensor`, the same for every row) and they are appended when rows are
+/// written in start order.
 pub const LABEL_COLUMNS: usize = 2;
 
 #[derive(Debug, Clone)]
@@ -91,6 +97,11 @@ pub struct CsvOptions {
     pub community_id_seed: u16,
     /// Rows kept in memory before a sorted run is spilled to the output directory.
     pub max_rows_in_memory: usize,
+    /// The `sensor` column's value (the same on every row; `--sensor`).
+    pub sensor: String,
+    /// Write Parquet as the partitioned dataset `sessions/sensor=NAME/date=DAY/` (`--partition`)
+    /// instead of sessions.parquet.
+    pub partition: bool,
 }
 
 impl Default for CsvOptions {
@@ -98,6 +109,8 @@ impl Default for CsvOptions {
         CsvOptions {
             community_id_seed: 0,
             max_rows_in_memory: DEFAULT_MAX_ROWS_IN_MEMORY,
+            sensor: String::new(),
+            partition: false,
         }
     }
 }
@@ -143,6 +156,8 @@ pub struct SessionCsvWriter {
     stored: Vec<u8>,
     /// The `anomalies` column of the row being stored (reused).
     anomalies: String,
+    /// The sensor column as written after the labels (quoted when it needs to be).
+    sensor_field: Vec<u8>,
 }
 
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
@@ -151,6 +166,7 @@ pub struct RowFormatter {
     /// The last row formatted (reused: no allocation per row once it has grown).
     line: Vec<u8>,
     hasher: CommunityIdHasher,
+    sensor: String,
 }
 
 impl RowFormatter {
@@ -158,7 +174,13 @@ impl RowFormatter {
         RowFormatter {
             line: Vec::with_capacity(512),
             hasher: CommunityIdHasher::new(community_id_seed),
+            sensor: String::new(),
         }
+    }
+
+    /// Sets the `sensor` column's value for the rows [`RowFormatter::row`] makes.
+    pub fn set_sensor(&mut self, sensor: &str) {
+        self.sensor = sensor.to_string();
     }
 
     /// The header line, ending in `\n`.
@@ -170,7 +192,7 @@ impl RowFormatter {
     }
 
     /// One session as a complete CSV line ending in `\n`, valid until the next call. The
-    /// label columns are left empty (streaming writers cannot wait for the whole capture).
+    /// label columns are left empty, the sensor column follows them (streaming writers cannot wait for the whole capture).
     pub fn row(&mut self, record: &SessionRecord) -> Result<&[u8], csv::Error> {
         self.row_with_history(record, record.history.as_str(), true)
     }
@@ -230,6 +252,8 @@ impl RowFormatter {
             out.push(b',');
             // Names and counts only: never needs quoting.
             let _ = write!(out, "{}", r.anomalies);
+            out.push(b',');
+            push_field(out, &self.sensor);
         }
         out.push(b'\n');
     }
@@ -266,6 +290,10 @@ impl SessionCsvWriter {
                     .push(Box::new(JsonlWriter::create(dir).map_err(io_error(
                         &dir.join(super::jsonl::SESSIONS_JSONL_FILE_NAME),
                     ))?)),
+                ExportFormat::Parquet if options.partition => sinks.push(Box::new(
+                    DatasetWriter::create(dir, &options.sensor)
+                        .map_err(io_error(&dir.join(super::dataset::DATASET_DIR_NAME)))?,
+                )),
                 ExportFormat::Parquet => sinks.push(Box::new(ParquetWriter::create(dir).map_err(
                     io_error(&dir.join(super::parquet::SESSIONS_PARQUET_FILE_NAME)),
                 )?)),
@@ -279,11 +307,24 @@ impl SessionCsvWriter {
             rows: RowFormatter::new(options.community_id_seed),
             stored: Vec::new(),
             anomalies: String::new(),
+            sensor_field: {
+                let mut field = Vec::new();
+                push_field(&mut field, &options.sensor);
+                field
+            },
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Names the input the rows come from, for the partitioned dataset's file names
+    /// ([`super::dataset::run_identity`]); call it before [`SessionCsvWriter::finish`].
+    pub fn set_dataset_identity(&mut self, identity: &str) {
+        for sink in &mut self.sinks {
+            sink.set_identity(identity);
+        }
     }
 
     /// Formats one finished session and queues it for start-order output (no label tag).
@@ -341,6 +382,7 @@ impl SessionCsvWriter {
             mut file,
             mut sinks,
             order,
+            sensor_field,
             ..
         } = self;
         let mut record = csv::StringRecord::new();
@@ -358,6 +400,8 @@ impl SessionCsvWriter {
             push_field(&mut line, &reason);
             line.push(b',');
             push_field(&mut line, &String::from_utf8_lossy(anomalies));
+            line.push(b',');
+            line.extend_from_slice(&sensor_field);
             line.push(b'\n');
             let row = line.as_slice();
             if let Some(file) = file.as_mut() {
@@ -646,7 +690,7 @@ mod tests {
              server_name,tls_version,tls_alpn,ja4,http_method,http_host,http_uri,http_user_agent,\
              http_status,dns_query,dns_qtype,dns_rcode,dns_answers,netbios_name,ssh_client,\
              ssh_server,banner,quic_version,dhcp_hostname,dhcp_vendor_class,ntp_version,ntp_mode,\
-             ssdp_target,initiator,initiator_reason,anomalies"
+             ssdp_target,initiator,initiator_reason,anomalies,sensor"
         );
         let (_, rows) = read_rows(&stats.path);
         let r = &rows[0];

@@ -166,10 +166,12 @@ pub struct SessionRow<'a> {
     pub initiator_reason: &'a str,
     /// Evasion and inconsistency counts, `name:count` joined by `;` (empty: none).
     pub anomalies: &'a str,
+    /// The `sensor` column (the row's last).
+    pub sensor: &'a str,
 }
 
 impl<'a> SessionRow<'a> {
-    /// Reads the 50 fields of a sessions.csv row (in [`super::csv::SESSIONS_CSV_COLUMNS`] order).
+    /// Reads the 51 fields of a sessions.csv row (in [`super::csv::SESSIONS_CSV_COLUMNS`] order).
     pub fn parse(record: &'a csv::StringRecord) -> Result<Self, RowError> {
         let mut fields = record.iter();
         let mut next = |name: &'static str| fields.next().ok_or(RowError { column: name });
@@ -236,6 +238,7 @@ impl<'a> SessionRow<'a> {
             initiator: next("initiator")?,
             initiator_reason: next("initiator_reason")?,
             anomalies: next("anomalies")?,
+            sensor: next("sensor")?,
         })
     }
 
@@ -286,6 +289,9 @@ fn micros(text: &str) -> Option<i64> {
 /// A writer that receives every session row in start order.
 pub(crate) trait RowSink {
     fn write_row(&mut self, row: &SessionRow<'_>) -> io::Result<()>;
+    /// Tells the writer which input the rows come from (see [`super::dataset::run_identity`]);
+    /// only the partitioned dataset uses it.
+    fn set_identity(&mut self, _identity: &str) {}
     /// Completes the file; returns its path.
     fn finish(self: Box<Self>) -> io::Result<PathBuf>;
 }
@@ -327,11 +333,11 @@ pub(crate) mod tests {
         assert_eq!(names, csv[at..at + CONTENT_COLUMN_COUNT]);
         assert_eq!(
             csv[at + CONTENT_COLUMN_COUNT..],
-            ["initiator", "initiator_reason", "anomalies"]
+            ["initiator", "initiator_reason", "anomalies", "sensor"]
         );
     }
 
-    /// A full 50-column row, as docs/sessions-csv.md describes one (an HTTP session).
+    /// A full 51-column row, as docs/sessions-csv.md describes one (an HTTP session).
     pub(crate) fn full_record(http_status: &str) -> csv::StringRecord {
         let mut fields = vec![
             "1362692526.869344",
@@ -369,7 +375,7 @@ pub(crate) mod tests {
         content[8] = http_status;
         content[12] = "192.0.2.1 example.test";
         fields.extend(content);
-        fields.extend(["user", "an HTTP request", "SYN_with_data:1"]);
+        fields.extend(["user", "an HTTP request", "SYN_with_data:1", "lab-1"]);
         csv::StringRecord::from(fields)
     }
 
@@ -404,7 +410,7 @@ pub(crate) mod tests {
         let mut short: Vec<&str> = full.iter().collect();
         short.pop();
         let record = csv::StringRecord::from(short);
-        assert_eq!(SessionRow::parse(&record).unwrap_err().column, "anomalies");
+        assert_eq!(SessionRow::parse(&record).unwrap_err().column, "sensor");
     }
 
     #[test]

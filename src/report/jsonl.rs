@@ -6,7 +6,7 @@
 //! counts as integers, `duration` as seconds, and fields without a value left out (as Zeek
 //! leaves out unset fields) rather than written empty. Ours follow Zeek's:
 //! `ip_proto`, `community_id` (the name Zeek's community-id script uses), `service_evidence`,
-//! `end_reason`, `tunnel_depth`, `related_uid`. The content columns take the name of the Zeek
+//! `end_reason`, `tunnel_depth`, `related_uid`, `sensor`. The content columns take the name of the Zeek
 //! log field with the same value, prefixed by the log (`http.method`, `dns.answers`, as Zeek's
 //! JSON names a record's fields) and keep ours where Zeek has none ([`CONTENT_COLUMNS`]); lists
 //! are arrays, status and version numbers integers. Promises: every string is escaped per RFC 8259
@@ -101,6 +101,7 @@ pub fn json_line(r: &SessionRow<'_>, out: &mut String) {
     obj.optional_string("initiator", r.initiator);
     obj.optional_string("initiator_reason", r.initiator_reason);
     obj.optional_string("anomalies", r.anomalies);
+    obj.optional_string("sensor", r.sensor);
     obj.out.push_str("}\n");
 }
 
@@ -217,6 +218,7 @@ mod tests {
             initiator: "",
             initiator_reason: "",
             anomalies: "",
+            sensor: "",
         }
     }
 
@@ -270,7 +272,7 @@ mod tests {
              \"http.user_agent\":\"Wget/1.14 (darwin12.2.0)\",\"http.status_code\":200,\
              \"dns.answers\":[\"192.0.2.1\",\"example.test\"],\
              \"initiator\":\"user\",\"initiator_reason\":\"an HTTP request\",\
-             \"anomalies\":\"SYN_with_data:1\"}\n"
+             \"anomalies\":\"SYN_with_data:1\",\"sensor\":\"lab-1\"}\n"
             ),
             "{line}"
         );

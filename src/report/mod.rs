@@ -2,7 +2,8 @@
 //! terminal summary.
 //!
 //! [`csv::SessionCsvWriter`] turns finished sessions into rows, [`order`] keeps them in start
-//! order in bounded memory and feeds every format ([`export`], [`jsonl`], [`parquet`]),
+//! order in bounded memory and feeds every format ([`export`], [`jsonl`], [`parquet`], the
+//! partitioned Parquet dataset [`dataset`]),
 //! [`stream_csv::StreamingCsvWriter`] appends rows as sessions end (live runs, with rotation),
 //! [`streams`] writes reassembled TCP streams, [`community_id`] hashes 5-tuples per the
 //! Community ID spec, [`data::ReportData`] gathers a bounded picture of the sessions for
@@ -12,6 +13,7 @@
 pub mod community_id;
 pub mod csv;
 pub mod data;
+pub mod dataset;
 pub mod export;
 pub mod hidden_csv;
 pub mod hidden_export;

@@ -1,7 +1,7 @@
 //! sessions.parquet: the sessions as typed columns for DuckDB, pandas, Polars and Spark.
 //!
 //! Owns the Parquet schema and writing it with the `arrow` and `parquet` crates. Column names
-//! are sessions.csv's (no dots, so SQL needs no quoting), all 50 of them; types are real ones:
+//! are sessions.csv's (no dots, so SQL needs no quoting), all 51 of them; types are real ones:
 //! `ts` a UTC timestamp with microseconds, ports and small numbers 32-bit integers, counts
 //! 64-bit integers, `duration` seconds as a double, addresses and names strings, the list
 //! columns (`tls_alpn`, `dns_answers`) lists of strings; a field without a value is null
@@ -88,6 +88,7 @@ pub fn session_fields() -> Vec<Field> {
     fields.push(text("initiator", true));
     fields.push(text("initiator_reason", true));
     fields.push(text("anomalies", true));
+    fields.push(text("sensor", false));
     fields
 }
 
@@ -170,6 +171,7 @@ pub struct SessionColumns {
     initiator: StringBuilder,
     initiator_reason: StringBuilder,
     anomalies: StringBuilder,
+    sensor: StringBuilder,
     rows: usize,
 }
 
@@ -219,6 +221,7 @@ impl SessionColumns {
             initiator: s(),
             initiator_reason: StringBuilder::new(),
             anomalies: StringBuilder::new(),
+            sensor: s(),
             rows: 0,
         }
     }
@@ -267,6 +270,7 @@ impl SessionColumns {
         optional(&mut self.initiator, r.initiator);
         optional(&mut self.initiator_reason, r.initiator_reason);
         optional(&mut self.anomalies, r.anomalies);
+        self.sensor.append_value(r.sensor);
         self.rows += 1;
     }
 
@@ -304,6 +308,7 @@ impl SessionColumns {
         columns.push(Arc::new(self.initiator.finish()));
         columns.push(Arc::new(self.initiator_reason.finish()));
         columns.push(Arc::new(self.anomalies.finish()));
+        columns.push(Arc::new(self.sensor.finish()));
         columns
     }
 }
@@ -332,9 +337,13 @@ pub(crate) fn to_io(e: impl std::error::Error + Send + Sync + 'static) -> io::Er
 impl ParquetWriter {
     /// Creates (truncates) `dir/sessions.parquet`.
     pub fn create(dir: &Path) -> io::Result<Self> {
-        let path = dir.join(SESSIONS_PARQUET_FILE_NAME);
+        Self::create_file(&dir.join(SESSIONS_PARQUET_FILE_NAME), session_schema())
+    }
+
+    /// Creates (truncates) `path` with `schema`: [`schema`] or a subset of its columns.
+    pub(crate) fn create_file(path: &Path, schema: SchemaRef) -> io::Result<Self> {
+        let path = path.to_path_buf();
         let file = File::create(&path)?;
-        let schema = session_schema();
         let writer =
             ArrowWriter::try_new(file, schema.clone(), Some(writer_properties())).map_err(to_io)?;
         Ok(ParquetWriter {
@@ -349,8 +358,19 @@ impl ParquetWriter {
         if self.columns.is_empty() {
             return Ok(());
         }
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), self.columns.finish()).map_err(to_io)?;
+        let full = RecordBatch::try_new(session_schema(), self.columns.finish()).map_err(to_io)?;
+        // A dataset's files leave out the columns their directory names hold (`sensor`).
+        let batch = if self.schema.fields().len() == full.num_columns() {
+            full
+        } else {
+            let keep: Vec<usize> = self
+                .schema
+                .fields()
+                .iter()
+                .filter_map(|f| full.schema().index_of(f.name()).ok())
+                .collect();
+            full.project(&keep).map_err(to_io)?
+        };
         self.writer.write(&batch).map_err(to_io)
     }
 }
@@ -410,6 +430,7 @@ mod tests {
             initiator: "technology",
             initiator_reason: "",
             anomalies: "",
+            sensor: "lab-1",
         }
     }
 
@@ -458,7 +479,7 @@ mod tests {
         let orig_h = b.column_by_name("orig_h").unwrap().as_string::<i32>();
         assert_eq!(orig_h.value(0), "2001:db8::1");
         assert!(b.column_by_name("related_uid").unwrap().is_null(0));
-        assert_eq!(b.num_columns(), 50);
+        assert_eq!(b.num_columns(), 51);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -509,6 +530,8 @@ mod tests {
             ("user", "technology")
         );
         assert!(b.column_by_name("initiator_reason").unwrap().is_null(1));
+        let sensor = b.column_by_name("sensor").unwrap().as_string::<i32>();
+        assert_eq!((sensor.value(0), sensor.value(1)), ("lab-1", "lab-1"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,10 +1,12 @@
 //! The service catalogue: traffic that technology starts by its nature, recognised from the
 //! destination alone (address, protocol, port) or from the server name a session was made for.
 //!
+//! The tables are in `data/hidden-rules.tsv` (shared with the Spark job; see [`super::rules`]).
 //! Promises: pure functions over small constant tables, no allocation; a name matches an entry
 //! when it equals it or ends with `.` + entry (so `ocsp.digicert.com` matches `digicert.com`
 //! entries only through the rules written for it, never by accident of substring).
 
+use super::rules::rules;
 use std::net::IpAddr;
 
 /// Why the catalogue says technology started a session.
@@ -33,6 +35,19 @@ pub enum CatalogueKind {
 }
 
 impl CatalogueKind {
+    pub const ALL: [CatalogueKind; 10] = [
+        CatalogueKind::NameLookup,
+        CatalogueKind::TimeSync,
+        CatalogueKind::AddressConfig,
+        CatalogueKind::Discovery,
+        CatalogueKind::Infrastructure,
+        CatalogueKind::ConnectivityCheck,
+        CatalogueKind::CertificateCheck,
+        CatalogueKind::Update,
+        CatalogueKind::Telemetry,
+        CatalogueKind::BackgroundSync,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CatalogueKind::NameLookup => "name lookup",
@@ -59,575 +74,14 @@ pub struct CatalogueHit {
     pub reason: &'static str,
 }
 
-const fn hit(kind: CatalogueKind, service: &'static str, reason: &'static str) -> CatalogueHit {
-    CatalogueHit {
-        kind,
-        service,
-        reason,
-    }
-}
-
-/// (IP protocol, responder port) entries: 17 UDP, 6 TCP.
-const PORTS: &[(u8, u16, CatalogueHit)] = &[
-    (
-        17,
-        53,
-        hit(
-            CatalogueKind::NameLookup,
-            "dns",
-            "DNS lookup made by the resolver",
-        ),
-    ),
-    (
-        6,
-        53,
-        hit(
-            CatalogueKind::NameLookup,
-            "dns",
-            "DNS lookup made by the resolver (TCP)",
-        ),
-    ),
-    (
-        6,
-        853,
-        hit(
-            CatalogueKind::NameLookup,
-            "dns",
-            "DNS over TLS lookup made by the resolver",
-        ),
-    ),
-    (
-        17,
-        853,
-        hit(
-            CatalogueKind::NameLookup,
-            "dns",
-            "DNS over QUIC lookup made by the resolver",
-        ),
-    ),
-    (
-        17,
-        5353,
-        hit(
-            CatalogueKind::Discovery,
-            "mdns",
-            "multicast discovery (mDNS)",
-        ),
-    ),
-    (
-        17,
-        5355,
-        hit(CatalogueKind::NameLookup, "llmnr", "LLMNR name lookup"),
-    ),
-    (
-        17,
-        137,
-        hit(
-            CatalogueKind::NameLookup,
-            "netbios-ns",
-            "NetBIOS name lookup",
-        ),
-    ),
-    (
-        17,
-        138,
-        hit(
-            CatalogueKind::Discovery,
-            "netbios-dgm",
-            "NetBIOS browser announcement",
-        ),
-    ),
-    (
-        17,
-        123,
-        hit(CatalogueKind::TimeSync, "ntp", "NTP time sync"),
-    ),
-    (
-        6,
-        37,
-        hit(CatalogueKind::TimeSync, "time", "time protocol sync"),
-    ),
-    (
-        17,
-        67,
-        hit(
-            CatalogueKind::AddressConfig,
-            "dhcp",
-            "DHCP address configuration",
-        ),
-    ),
-    (
-        17,
-        68,
-        hit(
-            CatalogueKind::AddressConfig,
-            "dhcp",
-            "DHCP address configuration",
-        ),
-    ),
-    (
-        17,
-        547,
-        hit(
-            CatalogueKind::AddressConfig,
-            "dhcpv6",
-            "DHCPv6 address configuration",
-        ),
-    ),
-    (
-        17,
-        546,
-        hit(
-            CatalogueKind::AddressConfig,
-            "dhcpv6",
-            "DHCPv6 address configuration",
-        ),
-    ),
-    (
-        17,
-        1900,
-        hit(
-            CatalogueKind::Discovery,
-            "ssdp",
-            "multicast discovery (SSDP)",
-        ),
-    ),
-    (
-        17,
-        3702,
-        hit(
-            CatalogueKind::Discovery,
-            "ws-discovery",
-            "WS-Discovery probe",
-        ),
-    ),
-    (
-        17,
-        5678,
-        hit(
-            CatalogueKind::Discovery,
-            "mndp",
-            "MikroTik neighbour discovery",
-        ),
-    ),
-    (
-        17,
-        161,
-        hit(
-            CatalogueKind::Infrastructure,
-            "snmp",
-            "SNMP management poll",
-        ),
-    ),
-    (
-        17,
-        162,
-        hit(CatalogueKind::Infrastructure, "snmp-trap", "SNMP trap"),
-    ),
-    (
-        17,
-        514,
-        hit(CatalogueKind::Infrastructure, "syslog", "syslog message"),
-    ),
-    (
-        17,
-        520,
-        hit(CatalogueKind::Infrastructure, "rip", "RIP routing update"),
-    ),
-    (
-        17,
-        521,
-        hit(
-            CatalogueKind::Infrastructure,
-            "ripng",
-            "RIPng routing update",
-        ),
-    ),
-    (
-        17,
-        1985,
-        hit(
-            CatalogueKind::Infrastructure,
-            "hsrp",
-            "HSRP router redundancy",
-        ),
-    ),
-    (
-        6,
-        179,
-        hit(CatalogueKind::Infrastructure, "bgp", "BGP routing session"),
-    ),
-    (
-        17,
-        3478,
-        hit(
-            CatalogueKind::Infrastructure,
-            "stun",
-            "STUN address discovery",
-        ),
-    ),
-    (
-        17,
-        1194,
-        hit(CatalogueKind::Infrastructure, "openvpn", "VPN tunnel"),
-    ),
-    (
-        17,
-        51820,
-        hit(
-            CatalogueKind::Infrastructure,
-            "wireguard",
-            "VPN tunnel (WireGuard)",
-        ),
-    ),
-    (
-        6,
-        5223,
-        hit(
-            CatalogueKind::BackgroundSync,
-            "push",
-            "push notification channel",
-        ),
-    ),
-    (
-        6,
-        5228,
-        hit(
-            CatalogueKind::BackgroundSync,
-            "push",
-            "push notification channel",
-        ),
-    ),
-    (
-        6,
-        8883,
-        hit(CatalogueKind::BackgroundSync, "mqtt", "MQTT device channel"),
-    ),
-    (
-        6,
-        1883,
-        hit(CatalogueKind::BackgroundSync, "mqtt", "MQTT device channel"),
-    ),
-];
-
-/// IP protocols that only infrastructure speaks.
-const IP_PROTOCOLS: &[(u8, CatalogueHit)] = &[
-    (
-        2,
-        hit(
-            CatalogueKind::Infrastructure,
-            "igmp",
-            "IGMP multicast membership",
-        ),
-    ),
-    (
-        89,
-        hit(CatalogueKind::Infrastructure, "ospf", "OSPF routing"),
-    ),
-    (
-        112,
-        hit(
-            CatalogueKind::Infrastructure,
-            "vrrp",
-            "VRRP router redundancy",
-        ),
-    ),
-    (
-        103,
-        hit(
-            CatalogueKind::Infrastructure,
-            "pim",
-            "PIM multicast routing",
-        ),
-    ),
-];
-
-/// Server names (exact or parent domain) of technology-started services.
-const NAMES: &[(&str, CatalogueHit)] = &[
-    (
-        "connectivitycheck.gstatic.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Android/Chrome)",
-        ),
-    ),
-    (
-        "connectivitycheck.android.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Android)",
-        ),
-    ),
-    (
-        "clients3.google.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Google)",
-        ),
-    ),
-    (
-        "captive.apple.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Apple)",
-        ),
-    ),
-    (
-        "msftconnecttest.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Windows NCSI)",
-        ),
-    ),
-    (
-        "msftncsi.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Windows NCSI)",
-        ),
-    ),
-    (
-        "detectportal.firefox.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Firefox)",
-        ),
-    ),
-    (
-        "nmcheck.gnome.org",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (NetworkManager)",
-        ),
-    ),
-    (
-        "connectivity-check.ubuntu.com",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Ubuntu)",
-        ),
-    ),
-    (
-        "network-test.debian.org",
-        hit(
-            CatalogueKind::ConnectivityCheck,
-            "connectivity-check",
-            "connectivity check (Debian)",
-        ),
-    ),
-    (
-        "ocsp.digicert.com",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "ocsp",
-            "certificate status check (OCSP)",
-        ),
-    ),
-    (
-        "ocsp.pki.goog",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "ocsp",
-            "certificate status check (OCSP)",
-        ),
-    ),
-    (
-        "ocsp.sectigo.com",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "ocsp",
-            "certificate status check (OCSP)",
-        ),
-    ),
-    (
-        "r3.o.lencr.org",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "ocsp",
-            "certificate status check (OCSP)",
-        ),
-    ),
-    (
-        "o.lencr.org",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "ocsp",
-            "certificate status check (OCSP)",
-        ),
-    ),
-    (
-        "ocsp.apple.com",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "ocsp",
-            "certificate status check (OCSP)",
-        ),
-    ),
-    (
-        "crl.microsoft.com",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "crl",
-            "certificate revocation list download",
-        ),
-    ),
-    (
-        "crl.pki.goog",
-        hit(
-            CatalogueKind::CertificateCheck,
-            "crl",
-            "certificate revocation list download",
-        ),
-    ),
-    (
-        "time.windows.com",
-        hit(CatalogueKind::TimeSync, "ntp", "time sync server"),
-    ),
-    (
-        "time.apple.com",
-        hit(CatalogueKind::TimeSync, "ntp", "time sync server"),
-    ),
-    (
-        "pool.ntp.org",
-        hit(CatalogueKind::TimeSync, "ntp", "time sync server"),
-    ),
-    (
-        "windowsupdate.com",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update (Windows Update)",
-        ),
-    ),
-    (
-        "update.microsoft.com",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update (Windows Update)",
-        ),
-    ),
-    (
-        "delivery.mp.microsoft.com",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update (Windows delivery)",
-        ),
-    ),
-    (
-        "swscan.apple.com",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update check (Apple)",
-        ),
-    ),
-    (
-        "mesu.apple.com",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update check (Apple)",
-        ),
-    ),
-    (
-        "update.googleapis.com",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update check (Google)",
-        ),
-    ),
-    (
-        "aus5.mozilla.org",
-        hit(
-            CatalogueKind::Update,
-            "update",
-            "software update check (Mozilla)",
-        ),
-    ),
-    (
-        "archive.ubuntu.com",
-        hit(CatalogueKind::Update, "update", "package update (Ubuntu)"),
-    ),
-    (
-        "security.ubuntu.com",
-        hit(CatalogueKind::Update, "update", "package update (Ubuntu)"),
-    ),
-    (
-        "deb.debian.org",
-        hit(CatalogueKind::Update, "update", "package update (Debian)"),
-    ),
-    (
-        "security.debian.org",
-        hit(CatalogueKind::Update, "update", "package update (Debian)"),
-    ),
-    (
-        "telemetry.mozilla.org",
-        hit(CatalogueKind::Telemetry, "telemetry", "telemetry (Mozilla)"),
-    ),
-    (
-        "events.data.microsoft.com",
-        hit(CatalogueKind::Telemetry, "telemetry", "telemetry (Windows)"),
-    ),
-    (
-        "vortex.data.microsoft.com",
-        hit(CatalogueKind::Telemetry, "telemetry", "telemetry (Windows)"),
-    ),
-    (
-        "metrics.icloud.com",
-        hit(CatalogueKind::Telemetry, "telemetry", "telemetry (Apple)"),
-    ),
-    (
-        "crashlytics.com",
-        hit(CatalogueKind::Telemetry, "telemetry", "crash reporting"),
-    ),
-    (
-        "sentry.io",
-        hit(CatalogueKind::Telemetry, "telemetry", "crash reporting"),
-    ),
-    (
-        "push.apple.com",
-        hit(
-            CatalogueKind::BackgroundSync,
-            "push",
-            "push notification channel (Apple)",
-        ),
-    ),
-    (
-        "mtalk.google.com",
-        hit(
-            CatalogueKind::BackgroundSync,
-            "push",
-            "push notification channel (Google)",
-        ),
-    ),
-    (
-        "push.services.mozilla.com",
-        hit(
-            CatalogueKind::BackgroundSync,
-            "push",
-            "push notification channel (Mozilla)",
-        ),
-    ),
-];
-
 /// What the destination's protocol and port say.
 pub fn by_port(ip_proto: u8, resp_port: u16) -> Option<CatalogueHit> {
-    if let Some((_, h)) = IP_PROTOCOLS.iter().find(|(p, _)| *p == ip_proto) {
+    let rules = rules();
+    if let Some((_, h)) = rules.ip_protocols.iter().find(|(p, _)| *p == ip_proto) {
         return Some(*h);
     }
-    PORTS
+    rules
+        .ports
         .iter()
         .find(|(p, port, _)| *p == ip_proto && *port == resp_port)
         .map(|(_, _, h)| *h)
@@ -636,7 +90,8 @@ pub fn by_port(ip_proto: u8, resp_port: u16) -> Option<CatalogueHit> {
 /// What the server name says (case-insensitive, trailing dot ignored).
 pub fn by_name(name: &str) -> Option<CatalogueHit> {
     let name = name.strip_suffix('.').unwrap_or(name);
-    NAMES
+    rules()
+        .names
         .iter()
         .find(|(entry, _)| name_matches(name, entry))
         .map(|(_, h)| *h)
@@ -687,15 +142,12 @@ pub fn group_destination(addr: IpAddr, directed_broadcast: &[IpAddr]) -> Option<
 /// Ports of services a person drives by hand (remote shells and desktops): never a keep-alive
 /// by themselves, whatever the rhythm of their packets.
 pub fn is_interactive_port(ip_proto: u8, resp_port: u16) -> bool {
-    ip_proto == 6 && matches!(resp_port, 22 | 23 | 3389 | 5900 | 5901)
+    rules().interactive_ports.contains(&(ip_proto, resp_port))
 }
 
 /// Ports of web traffic, where a page's assets follow the page.
 pub fn is_web_port(ip_proto: u8, resp_port: u16) -> bool {
-    matches!(
-        (ip_proto, resp_port),
-        (6, 80) | (6, 443) | (6, 8080) | (6, 8000) | (6, 8443) | (17, 443)
-    )
+    rules().web_ports.contains(&(ip_proto, resp_port))
 }
 
 #[cfg(test)]

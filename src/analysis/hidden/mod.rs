@@ -18,6 +18,7 @@ pub mod catalogue;
 mod label;
 pub mod nets;
 pub mod periodicity;
+pub mod rules;
 pub mod sketch;
 
 pub use catalogue::{CatalogueHit, CatalogueKind};
@@ -40,15 +41,6 @@ pub const MAX_SAMPLES_PER_GROUP: usize = 4096;
 pub const MAX_SAMPLES_TOTAL: usize = 4_000_000;
 /// (client, answered address) pairs remembered from DNS answers.
 pub const MAX_DNS_PAIRS: usize = 200_000;
-
-/// Keep-alive: a session at least this long...
-pub const KEEPALIVE_MIN_DURATION_S: f64 = 60.0;
-/// ...with at least this many packets...
-pub const KEEPALIVE_MIN_PKTS: u64 = 6;
-/// ...of at most this many payload bytes on average...
-pub const KEEPALIVE_MAX_BYTES_PER_PKT: f64 = 128.0;
-/// ...and on average at least this long between packets.
-pub const KEEPALIVE_MIN_GAP_S: f64 = 2.0;
 
 /// What the analysis knows of one finished session. Content classification fills the optional
 /// parts when it recognised the payload; without it they are `None`/empty and the analysis
@@ -308,6 +300,7 @@ impl HiddenAnalyzer {
             let group_dest = catalogue::group_destination(key.dest, &broadcasts);
             let hit = catalogue::by_port(key.ip_proto, key.port)
                 .or_else(|| name.as_deref().and_then(catalogue::by_name));
+            let rules = rules::rules();
             let keepalive_share = group.keepalives as f64 / group.sessions.max(1) as f64;
             let kind = if let Some(hit) = hit {
                 PatternKind::Catalogue(hit.kind)
@@ -315,7 +308,7 @@ impl HiddenAnalyzer {
                 PatternKind::Catalogue(CatalogueKind::Discovery)
             } else if periodic.is_some() {
                 PatternKind::Beacon
-            } else if keepalive_share >= 0.5 {
+            } else if keepalive_share >= rules.keepalive_min_share {
                 PatternKind::KeepAlive
             } else {
                 continue;
@@ -333,8 +326,8 @@ impl HiddenAnalyzer {
                 .to_string();
             let score = match (kind, periodic) {
                 (_, Some(p)) => p.score,
-                (PatternKind::KeepAlive, None) => 0.8,
-                _ => 0.9,
+                (PatternKind::KeepAlive, None) => rules.keepalive_score,
+                _ => rules.catalogue_score,
             };
             let reason = verdict.reason(hit, group_dest, key.dest, group.sessions);
             let allowed = options
@@ -536,18 +529,20 @@ pub struct KeepAlive {
     pub gap_s: f64,
 }
 
-/// Whether a session looks kept up by small regular messages (see the KEEPALIVE_ constants);
+/// Whether a session looks kept up by small regular messages (the rules' `keepalive_` values);
 /// remote shells and desktops never do (their rhythm is a person's).
 pub fn keep_alive(s: &SessionSketch) -> Option<KeepAlive> {
-    if catalogue::is_interactive_port(s.ip_proto, s.resp_port) || s.pkts < KEEPALIVE_MIN_PKTS {
+    let rules = rules::rules();
+    if catalogue::is_interactive_port(s.ip_proto, s.resp_port) || s.pkts < rules.keepalive_min_pkts
+    {
         return None;
     }
     let duration_s = s.duration_nanos as f64 / 1e9;
     let bytes_per_pkt = s.orig_bytes.saturating_add(s.resp_bytes) as f64 / s.pkts as f64;
     let gap_s = duration_s / s.pkts as f64;
-    (duration_s >= KEEPALIVE_MIN_DURATION_S
-        && bytes_per_pkt <= KEEPALIVE_MAX_BYTES_PER_PKT
-        && gap_s >= KEEPALIVE_MIN_GAP_S)
+    (duration_s >= rules.keepalive_min_duration_s
+        && bytes_per_pkt <= rules.keepalive_max_bytes_per_pkt
+        && gap_s >= rules.keepalive_min_gap_s)
         .then_some(KeepAlive {
             duration_s,
             pkts: s.pkts,

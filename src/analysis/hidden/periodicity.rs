@@ -6,6 +6,10 @@
 //! from that period over the period, the skew is
 //! Bowley's quartile skewness, and sizes are judged the same way. Promises: pure functions over
 //! the samples given, O(n log n), no panic on any input (empty, equal, unsorted, huge values).
+//! The thresholds and weights are in data/hidden-rules.tsv (shared with the Spark job); the
+//! steps are written again in spark/hidden_sessions.py and must stay the same.
+
+use super::rules::rules;
 
 /// One session of a series: when it started (ns since the epoch) and its bytes both ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -13,19 +17,6 @@ pub struct Sample {
     pub start_nanos: i64,
     pub bytes: u64,
 }
-
-/// Fewest sessions a series needs before it can be called periodic.
-pub const MIN_SESSIONS: usize = 4;
-/// Shortest period considered: below it, sessions are a burst (a page's assets), not a timer.
-pub const MIN_PERIOD_S: f64 = 1.0;
-/// Score from which a series counts as periodic.
-pub const PERIODIC_SCORE: f64 = 0.7;
-/// Relative jitter (MAD / median) at which the regularity part of the score reaches 0.
-const JITTER_SCALE: f64 = 0.5;
-/// Intervals within this fraction of the period count as "on the beat".
-const ON_BEAT: f64 = 0.25;
-/// Intervals from which the count part of the score is full.
-const FULL_COUNT_INTERVALS: f64 = 10.0;
 
 /// What the series looks like; `score` in 0..=1.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,14 +38,15 @@ pub struct Periodicity {
 
 impl Periodicity {
     pub fn is_periodic(&self) -> bool {
-        self.score >= PERIODIC_SCORE
+        self.score >= rules().periodic_score
     }
 }
 
 /// Scores `samples` (any order; sorted here). `None` when there are too few sessions or the
-/// median interval is shorter than [`MIN_PERIOD_S`].
+/// median interval is shorter than the rules' `min_period_s`.
 pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
-    if samples.len() < MIN_SESSIONS {
+    let rules = rules();
+    if samples.len() < rules.min_sessions {
         return None;
     }
     samples.sort_unstable();
@@ -67,7 +59,7 @@ pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
         .collect();
     intervals.sort_unstable_by(f64::total_cmp);
     let median = quantile(&intervals, 0.5);
-    if median.is_nan() || median < MIN_PERIOD_S {
+    if median.is_nan() || median < rules.min_period_s {
         return None;
     }
     // The period: the mean of the intervals on the beat (within 25 % of the median), so that a
@@ -75,7 +67,7 @@ pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
     let beat: Vec<f64> = intervals
         .iter()
         .copied()
-        .filter(|i| (i - median).abs() <= ON_BEAT * median)
+        .filter(|i| (i - median).abs() <= rules.on_beat * median)
         .collect();
     let on_beat = beat.len() as f64 / intervals.len() as f64;
     let period = if beat.is_empty() {
@@ -98,11 +90,14 @@ pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
         0.0
     };
 
-    let regularity = (1.0 - jitter / JITTER_SCALE).clamp(0.0, 1.0);
+    let regularity = (1.0 - jitter / rules.jitter_scale).clamp(0.0, 1.0);
     let interval_score = (2.0 * regularity + (1.0 - skew.abs())) / 3.0;
-    let size_score = (1.0 - size_jitter / JITTER_SCALE).clamp(0.0, 1.0);
-    let count_score = (intervals.len() as f64 / FULL_COUNT_INTERVALS).min(1.0);
-    let score = 0.45 * interval_score + 0.2 * on_beat + 0.15 * count_score + 0.2 * size_score;
+    let size_score = (1.0 - size_jitter / rules.jitter_scale).clamp(0.0, 1.0);
+    let count_score = (intervals.len() as f64 / rules.full_count_intervals).min(1.0);
+    let score = rules.weight_interval * interval_score
+        + rules.weight_on_beat * on_beat
+        + rules.weight_count * count_score
+        + rules.weight_size * size_score;
     Some(Periodicity {
         sessions: samples.len(),
         period_s: period,
