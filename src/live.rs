@@ -421,6 +421,7 @@ impl WindowedSession {
             ended,
             record: SessionRecord {
                 content: None,
+                anomalies: record.anomalies,
                 uid: record.uid,
                 start: record.start,
                 last: record.last,
@@ -632,6 +633,7 @@ mod tests {
             tunnel_depth: 0,
             related_uid: None,
             content: None,
+            anomalies: Default::default(),
         }
     }
 
