@@ -106,7 +106,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -385,9 +385,16 @@ fn a_directory_with_a_gap_and_an_overlap_reports_both() {
         "{section}"
     );
 
-    // A gap threshold above 180 s leaves no gap; a quoted glob reads the same set.
+    // A gap threshold above 180 s leaves no gap; a quoted glob reads the same set, and a file
+    // named again as well is read once.
     let pattern = dir.join("*");
-    let (_, summary) = analyze(&[&pattern], 2, &root.join("out2"), &["--gap", "300"]);
+    let again = dir.join("c-first.pcap");
+    let (_, summary) = analyze(
+        &[&again, &pattern],
+        2,
+        &root.join("out2"),
+        &["--gap", "300"],
+    );
     assert!(
         summary.contains("3 capture files from 1 pattern"),
         "{summary}"

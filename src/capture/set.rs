@@ -6,9 +6,10 @@
 //! (`trace.pcap0`, `x.pcap.1`, `dump-2026...`); other files are skipped and counted. A file
 //! named on the command line is always kept, so that a file that is not a capture is reported
 //! as such by the reader. Promises: files are ordered by their first packet's time (read from
-//! each file's first record only), ties and files without a readable packet by name, never
-//! by name alone; the same file reached twice is read once; glob patterns are expanded here,
-//! so a quoted pattern works without a shell, with no recursion and no backtracking blow-up.
+//! each file's first record only), ties by name, never by name alone; files without a readable
+//! first packet (pipes are never peeked at) come last, in the order given; the same file
+//! reached twice is read once; glob patterns are expanded here, so a quoted pattern works
+//! without a shell, with no recursion and no backtracking blow-up.
 
 use super::{CaptureReader, Timestamp};
 use std::io::Read;
@@ -18,8 +19,9 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetFile {
     pub path: PathBuf,
-    /// The time of the file's first packet record; `None` for standard input, an empty file
-    /// or one whose first packet cannot be read (the reader reports why).
+    /// The time of the file's first packet record; `None` when the set has one file only, for
+    /// anything but a regular file (standard input, a pipe), an empty file or one whose first
+    /// packet cannot be read (the reader reports why).
     pub first_ts: Option<Timestamp>,
 }
 
@@ -90,6 +92,9 @@ pub fn expand(inputs: &[PathBuf]) -> Result<CaptureSet, SetError> {
             for path in glob(input)? {
                 if path.is_dir() {
                     found.extend(captures_in_directory(&path, &mut set.skipped_files)?);
+                } else if !path.is_file() {
+                    // A pipe or device: opening it to look could block or eat its data.
+                    continue;
                 } else if is_capture_file(&path) {
                     found.push(path);
                 } else {
@@ -110,10 +115,16 @@ pub fn expand(inputs: &[PathBuf]) -> Result<CaptureSet, SetError> {
     }
     let mut seen = std::collections::HashSet::new();
     paths.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    // One file needs no ordering: do not open it twice.
+    let several = paths.len() > 1;
     set.files = paths
         .into_iter()
         .map(|path| SetFile {
-            first_ts: first_packet_time(&path),
+            first_ts: if several {
+                first_packet_time(&path)
+            } else {
+                None
+            },
             path,
         })
         .collect();
@@ -121,18 +132,22 @@ pub fn expand(inputs: &[PathBuf]) -> Result<CaptureSet, SetError> {
     Ok(set)
 }
 
-/// Orders files by first packet time; files without one go last; ties by path.
+/// Orders files by first packet time, ties by path; files without a known time go last, in
+/// the order given.
 pub fn order(files: &mut [SetFile]) {
-    files.sort_by(|a, b| {
-        (a.first_ts.is_none(), a.first_ts)
-            .cmp(&(b.first_ts.is_none(), b.first_ts))
-            .then_with(|| a.path.cmp(&b.path))
+    files.sort_by(|a, b| match (a.first_ts, b.first_ts) {
+        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.path.cmp(&b.path)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
     });
 }
 
-/// The time of the first packet record of the capture at `path` (standard input: `None`).
+/// The time of the first packet record of the capture file at `path`. `None` for anything but
+/// a regular file: a pipe (`-`, `<(tcpdump ...)`) cannot be peeked at without losing what was
+/// read.
 pub fn first_packet_time(path: &Path) -> Option<Timestamp> {
-    if path.as_os_str() == "-" {
+    if path.as_os_str() == "-" || !path.is_file() {
         return None;
     }
     let mut reader = CaptureReader::open(path).ok()?;
@@ -350,7 +365,7 @@ mod tests {
     #[test]
     fn wildcards_match_as_in_a_shell() {
         assert!(matches("*.pcap", "a.pcap"));
-        assert!(matches("*.pcap", ".pcap") == false);
+        assert!(!matches("*.pcap", ".pcap"));
         assert!(!matches("*.pcap", "a.pcap.1"));
         assert!(matches("*.pcap*", "a.pcap.1"));
         assert!(matches("trace.pcap?", "trace.pcap0"));
@@ -401,6 +416,6 @@ mod tests {
         ];
         order(&mut files);
         let names: Vec<_> = files.iter().map(|f| f.path.display().to_string()).collect();
-        assert_eq!(names, ["c", "e", "d", "a", "-", "b"]);
+        assert_eq!(names, ["c", "e", "d", "a", "b", "-"]);
     }
 }
