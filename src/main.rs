@@ -55,9 +55,15 @@ enum Command {
 
 #[derive(Parser, Debug)]
 struct AnalyzeArgs {
-    /// Capture files, read in order as one capture; `-` for standard input.
+    /// Capture files, directories (the pcap/pcapng files directly in them, found by content)
+    /// and glob patterns (quoted: `'caps/*.pcap'`), read as one capture ordered by each file's
+    /// first packet time; `-` for standard input.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// Seconds between one file's last packet and the next file's first above which the
+    /// summary reports a gap in the capture set.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    gap: f64,
     /// Directory for sessions.csv (or the --format files) and report.html (created if missing).
     #[arg(short, long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -265,20 +271,25 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         None => None,
     };
     let hidden_options = hidden_options(&args).map_err(|e| (2u8, e))?;
+    let gap_threshold = seconds(args.gap, "gap").map_err(|e| (2u8, e))?;
+    let capture_set = sessionscope::capture::set::expand(&args.inputs)
+        .map_err(|e| (exit::INPUT_ERROR, e.to_string()))?;
     let sensor = match &args.sensor {
         Some(name) => {
             report::dataset::check_sensor_name(name)
                 .map_err(|e| (2u8, format!("--sensor: {e}")))?;
             name.clone()
         }
+        // The directory of the first file read (a sensor's rotated files share one).
         None => report::dataset::default_sensor(
-            args.inputs
+            capture_set
+                .files
                 .first()
-                .map_or(std::path::Path::new("-"), PathBuf::as_path),
+                .map_or(std::path::Path::new("-"), |f| f.path.as_path()),
         ),
     };
     let options = AnalyzeOptions {
-        inputs: args.inputs,
+        inputs: capture_set.paths(),
         tracker,
         progress: !args.no_progress,
         streams,
@@ -338,7 +349,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     let mut hidden = HiddenAnalyzer::new(hidden_options);
     let mut tag = Vec::new();
     let mut answers: Vec<std::net::IpAddr> = Vec::new();
-    let outcome = pipeline::analyze(&options, &mut |record| {
+    let mut outcome = pipeline::analyze(&options, &mut |record| {
         if let Some(data) = report_data.as_mut() {
             data.on_session(record);
         }
@@ -366,6 +377,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         {
             output_error = Some(e.to_string());
         }
+    });
+    outcome.summary.capture_set = Some(sessionscope::analysis::CaptureSetInfo {
+        directories: capture_set.directories,
+        patterns: capture_set.patterns,
+        skipped_files: capture_set.skipped_files,
+        gap_threshold,
     });
     let hidden = hidden.finish();
     let (mut user_sessions, mut technology_sessions) = (0u64, 0u64);

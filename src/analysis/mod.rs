@@ -8,4 +8,7 @@
 pub mod hidden;
 mod summary;
 
-pub use summary::{CaptureSummary, END_REASONS, FileSummary, Talker, TopTalkers, Traffic};
+pub use summary::{
+    BoundaryKind, CaptureSetInfo, CaptureSummary, END_REASONS, FileBoundary, FileSummary, Talker,
+    TopTalkers, Traffic,
+};

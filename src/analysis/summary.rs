@@ -13,6 +13,7 @@ use ahash::AHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// Distinct link types remembered per file (pcapng files can mix interfaces).
 const MAX_LINK_TYPES_PER_FILE: usize = 8;
@@ -119,6 +120,42 @@ pub struct CaptureSummary {
     /// Every session's `anomalies` added up, and how many sessions had any.
     pub anomalies: Anomalies,
     pub sessions_with_anomalies: u64,
+    /// How the inputs were gathered (set by the caller that expanded them; `None` otherwise).
+    pub capture_set: Option<CaptureSetInfo>,
+}
+
+/// How the command line's inputs became one capture: what the capture set section reports
+/// besides the files themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaptureSetInfo {
+    /// Directories and glob patterns among the inputs.
+    pub directories: u64,
+    pub patterns: u64,
+    /// Files in those directories and matches that are not captures (by magic number).
+    pub skipped_files: u64,
+    /// A pause longer than this between one file's last packet and the next file's first is
+    /// a gap.
+    pub gap_threshold: Duration,
+}
+
+/// Where two consecutive files (in reading order, files without packets left out) do not
+/// join up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileBoundary {
+    /// Indexes into [`CaptureSummary::files`].
+    pub before: usize,
+    pub after: usize,
+    pub kind: BoundaryKind,
+    /// Length of the gap, or of the overlap.
+    pub nanos: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundaryKind {
+    /// The next file starts more than the threshold after the previous one ends.
+    Gap,
+    /// The next file starts before the previous one ends.
+    Overlap,
 }
 
 impl Default for CaptureSummary {
@@ -153,6 +190,7 @@ impl CaptureSummary {
             fragments: FragmentStats::default(),
             anomalies: Anomalies::default(),
             sessions_with_anomalies: 0,
+            capture_set: None,
         }
     }
 
@@ -276,6 +314,40 @@ impl CaptureSummary {
         self.sessions.sessions.saturating_sub(named)
     }
 
+    /// Gaps (longer than `gap_threshold`) and overlaps between consecutive files, from each
+    /// file's earliest and latest packet times.
+    pub fn file_boundaries(&self, gap_threshold: Duration) -> Vec<FileBoundary> {
+        let threshold = u64::try_from(gap_threshold.as_nanos()).unwrap_or(u64::MAX);
+        let mut boundaries = Vec::new();
+        let mut previous: Option<(usize, Timestamp)> = None;
+        for (index, file) in self.files.iter().enumerate() {
+            let (Some(first), Some(last)) = (file.first_ts, file.last_ts) else {
+                continue;
+            };
+            if let Some((before, previous_last)) = previous {
+                let boundary = |kind, nanos| FileBoundary {
+                    before,
+                    after: index,
+                    kind,
+                    nanos,
+                };
+                if first < previous_last {
+                    boundaries.push(boundary(
+                        BoundaryKind::Overlap,
+                        previous_last.nanos_since(first),
+                    ));
+                } else if first.nanos_since(previous_last) > threshold {
+                    boundaries.push(boundary(
+                        BoundaryKind::Gap,
+                        first.nanos_since(previous_last),
+                    ));
+                }
+            }
+            previous = Some((index, last));
+        }
+        boundaries
+    }
+
     /// Capture span in nanoseconds (0 before any packet).
     pub fn span_nanos(&self) -> u64 {
         match (self.first_ts, self.last_ts) {
@@ -318,6 +390,9 @@ impl CaptureSummary {
     /// upper bound: two tables' peaks need not coincide).
     pub fn merge(&mut self, other: CaptureSummary) {
         self.files.extend(other.files);
+        if self.capture_set.is_none() {
+            self.capture_set = other.capture_set;
+        }
         self.packets_read = self.packets_read.saturating_add(other.packets_read);
         self.packets_decoded = self.packets_decoded.saturating_add(other.packets_decoded);
         for (mine, theirs) in self.skipped.iter_mut().zip(other.skipped) {
@@ -572,6 +647,47 @@ mod tests {
             content: None,
             anomalies: Default::default(),
         }
+    }
+
+    #[test]
+    fn gaps_and_overlaps_between_consecutive_files() {
+        let mut s = CaptureSummary::new();
+        let link = LinkType::ETHERNET;
+        // a: 0..100 s; b: 90..200 s (overlaps a by 10 s); empty c; d: 300..310 s (gap of
+        // 100 s after b, c left out); e: 330 s (20 s after d: under the threshold).
+        for (name, times) in [
+            ("a", &[0, 100][..]),
+            ("b", &[90, 200][..]),
+            ("c", &[][..]),
+            ("d", &[310, 300][..]),
+            ("e", &[330][..]),
+        ] {
+            s.on_file_start(name);
+            for &t in times {
+                s.on_packet(&packet(t, &[0; 4], 4, link));
+            }
+            s.on_file_end(times.len() as u64, None);
+        }
+        let secs = |n: u64| n * 1_000_000_000;
+        assert_eq!(
+            s.file_boundaries(Duration::from_secs(60)),
+            vec![
+                FileBoundary {
+                    before: 0,
+                    after: 1,
+                    kind: BoundaryKind::Overlap,
+                    nanos: secs(10)
+                },
+                FileBoundary {
+                    before: 1,
+                    after: 3,
+                    kind: BoundaryKind::Gap,
+                    nanos: secs(100)
+                },
+            ]
+        );
+        assert_eq!(s.file_boundaries(Duration::from_secs(100)).len(), 1);
+        assert_eq!(s.file_boundaries(Duration::from_secs(10)).len(), 3);
     }
 
     #[test]

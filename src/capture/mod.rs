@@ -4,11 +4,13 @@
 //! Owns reading bytes into [`RawPacket`]s: borrowed frames with their capture timestamp,
 //! link type and original length. Promises: streaming with a bounded buffer (memory never
 //! grows with file size), no panic on any bytes, and every error names the file and the
-//! packet number or byte offset where reading stopped.
+//! packet number or byte offset where reading stopped. [`set`] decides which files make one
+//! capture and in which order they are read.
 
 mod file;
 #[cfg(feature = "live")]
 pub mod live;
+pub mod set;
 
 pub use file::{CaptureError, CaptureFormat, CaptureReader, MAX_BLOCK_BYTES, Place};
 

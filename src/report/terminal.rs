@@ -1,6 +1,7 @@
 //! The terminal summary: what an administrator reads first after a run.
 //!
 //! Owns turning a [`CaptureSummary`] into aligned, width-limited text: capture span and files,
+//! how a capture set's files joined up (gaps, overlaps),
 //! packets read/decoded/skipped (every nonzero reason), sessions by protocol, state (with its
 //! meaning), end reason and service, top services and talkers, the session table's counters
 //! (evictions called out loudly), and read errors. Promises: no line is wider than
@@ -9,7 +10,7 @@
 //! its control characters replaced so it cannot drive the terminal.
 
 use crate::analysis::hidden::{HiddenPattern, HiddenReport, PatternKind};
-use crate::analysis::{CaptureSummary, END_REASONS, Traffic};
+use crate::analysis::{BoundaryKind, CaptureSummary, END_REASONS, Traffic};
 use crate::capture::{LinkType, Timestamp};
 use crate::decode::SkipReason;
 use crate::session::{ConnState, Proto};
@@ -44,6 +45,7 @@ pub fn render(summary: &CaptureSummary, opts: &TerminalOptions) -> String {
         opts: *opts,
     };
     capture_section(&mut out, summary);
+    capture_set_section(&mut out, summary);
     packets_section(&mut out, summary);
     sessions_section(&mut out, summary);
     tracker_section(&mut out, summary);
@@ -269,7 +271,22 @@ fn capture_section(out: &mut Out, s: &CaptureSummary) {
         ],
         Some(0),
     );
-    for f in &s.files {
+    let total = s.files.len();
+    let mut left_out = 0usize;
+    for (index, f) in s.files.iter().enumerate() {
+        // A long capture set shows its first and last files and every file with an error.
+        let shown = total <= FILES_LISTED
+            || index < FILES_LISTED / 2
+            || index >= total - FILES_LISTED / 2
+            || f.error.is_some();
+        if !shown {
+            left_out += 1;
+            continue;
+        }
+        if left_out > 0 {
+            t.row(vec![format!("... {} more files", count(left_out as u64))]);
+            left_out = 0;
+        }
         let span = match (f.first_ts, f.last_ts) {
             (Some(a), Some(b)) => duration(b.nanos_since(a)),
             _ => "-".into(),
@@ -294,6 +311,143 @@ fn capture_section(out: &mut Out, s: &CaptureSummary) {
         ]);
     }
     out.table(t);
+}
+
+/// Files listed in the capture section's table (half from the start, half from the end).
+const FILES_LISTED: usize = 20;
+
+/// Gaps and overlaps listed one by one in the capture set section; more are counted.
+const BOUNDARIES_LISTED: usize = 20;
+
+/// How the files joined up: shown when several files, a directory or a pattern made the
+/// capture (and the caller said how it gathered them).
+fn capture_set_section(out: &mut Out, s: &CaptureSummary) {
+    let Some(set) = s.capture_set else {
+        return;
+    };
+    if s.files.len() < 2 && set.directories == 0 && set.patterns == 0 {
+        return;
+    }
+    out.heading("Capture set");
+    let plural =
+        |n: u64, one: &str, many: &str| format!("{} {}", count(n), if n == 1 { one } else { many });
+    let mut sources = Vec::new();
+    if set.directories > 0 {
+        sources.push(plural(set.directories, "directory", "directories"));
+    }
+    if set.patterns > 0 {
+        sources.push(plural(set.patterns, "pattern", "patterns"));
+    }
+    let mut files = plural(s.files.len() as u64, "capture file", "capture files");
+    if !sources.is_empty() {
+        files = format!("{files} from {}", sources.join(", "));
+    }
+    if set.skipped_files > 0 {
+        files.push_str(&format!(
+            " ({} skipped: not pcap or pcapng)",
+            plural(set.skipped_files, "other file", "other files")
+        ));
+    }
+    out.field("Files", &files, Style::Plain);
+    out.field(
+        "Order",
+        "by first packet time, ties by name (as in the table above)",
+        Style::Plain,
+    );
+    let boundaries = s.file_boundaries(set.gap_threshold);
+    let gaps: Vec<_> = boundaries
+        .iter()
+        .filter(|b| b.kind == BoundaryKind::Gap)
+        .collect();
+    let overlaps: Vec<_> = boundaries
+        .iter()
+        .filter(|b| b.kind == BoundaryKind::Overlap)
+        .collect();
+    let gap_total = gaps.iter().fold(0u64, |a, b| a.saturating_add(b.nanos));
+    let span = s.span_nanos();
+    out.field(
+        "Span",
+        &if gaps.is_empty() {
+            duration(span)
+        } else {
+            format!(
+                "{}, of which {} in gaps",
+                duration(span),
+                duration(gap_total)
+            )
+        },
+        Style::Plain,
+    );
+    let name = |index: usize| {
+        s.files
+            .get(index)
+            .map_or_else(|| "?".to_string(), |f| clean(&f.name))
+    };
+    out.field(
+        "Gaps",
+        &format!(
+            "{} (pauses over {} between files)",
+            if gaps.is_empty() {
+                "none".to_string()
+            } else {
+                count(gaps.len() as u64)
+            },
+            seconds(set.gap_threshold)
+        ),
+        if gaps.is_empty() {
+            Style::Plain
+        } else {
+            Style::Warn
+        },
+    );
+    for gap in gaps.iter().take(BOUNDARIES_LISTED) {
+        let text = format!(
+            "{} without packets: {} -> {}",
+            duration(gap.nanos),
+            name(gap.before),
+            name(gap.after)
+        );
+        out.wrapped(4, &text, Style::Plain);
+    }
+    if gaps.len() > BOUNDARIES_LISTED {
+        out.wrapped(
+            4,
+            &format!("... and {} more", gaps.len() - BOUNDARIES_LISTED),
+            Style::Dim,
+        );
+    }
+    out.field(
+        "Overlaps",
+        &if overlaps.is_empty() {
+            "none".to_string()
+        } else {
+            format!(
+                "{} (a file starts before the previous one ends)",
+                count(overlaps.len() as u64)
+            )
+        },
+        if overlaps.is_empty() {
+            Style::Plain
+        } else {
+            Style::Warn
+        },
+    );
+    for overlap in overlaps.iter().take(BOUNDARIES_LISTED) {
+        let text = format!(
+            "{} overlap: {} starts before {} ends",
+            duration(overlap.nanos),
+            name(overlap.after),
+            name(overlap.before)
+        );
+        out.wrapped(4, &text, Style::Plain);
+    }
+    if overlaps.len() > BOUNDARIES_LISTED {
+        out.wrapped(
+            4,
+            &format!("... and {} more", overlaps.len() - BOUNDARIES_LISTED),
+            Style::Dim,
+        );
+    }
 }
 
 fn packets_section(out: &mut Out, s: &CaptureSummary) {
@@ -857,6 +1011,11 @@ pub(crate) fn duration(nanos: u64) -> String {
     } else {
         format!("{d}d {h:02}h {m:02}m")
     }
+}
+
+/// A configured number of seconds as given: "60 s", "0.5 s".
+fn seconds(value: std::time::Duration) -> String {
+    format!("{} s", value.as_secs_f64())
 }
 
 /// An integer with thousands separators: 1,234,567.
