@@ -26,6 +26,7 @@ import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 HIDDEN_COLUMNS = [
     "host", "dest_h", "dest_addresses", "dest_name", "proto", "dest_p", "service", "kind",
@@ -276,10 +277,14 @@ def main(argv):
         F.collect_set("sensor").alias("sensor_set"))
     # DNS causality: the latest name each client was given for the address.
     if "dns_query" in has and "dns_answers" in has:
+        # A list in sessionscope's Parquet; space-separated text in a dataset made from CSV.
+        answers_type = df.schema["dns_answers"].dataType
+        answers = (F.col("dns_answers") if isinstance(answers_type, T.ArrayType)
+                   else F.split("dns_answers", " "))
         dns = (df.where(F.col("dns_query").isNotNull() & F.col("dns_answers").isNotNull())
                .select(F.col("orig_h").alias("host"), F.col("dns_query").alias("qname"),
                        F.col("ts"),
-                       F.explode(F.split("dns_answers", " ")).alias("dest"))
+                       F.explode(answers).alias("dest"))
                .groupBy("host", "dest").agg(F.max_by("qname", "ts").alias("dns_name")))
         groups = groups.join(dns, ["host", "dest"], "left")
         groups = groups.withColumn("name", F.coalesce("content_name", "dns_name"))
