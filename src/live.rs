@@ -403,20 +403,11 @@ struct WindowedSession {
 
 impl WindowedSession {
     fn new(record: &SessionRecord, ended: SystemTime) -> Self {
-        let content = record.content.as_deref();
-        let dns_query = content.and_then(|c| c.dns_query.as_deref());
-        // As `analyze` does: a DNS session's name is its query, with the answered addresses.
-        let (server_name, dns_answers) = match (content, dns_query) {
-            (Some(c), Some(_)) => (
-                None,
-                c.dns_answers
-                    .iter()
-                    .filter_map(|a| a.parse::<IpAddr>().ok())
-                    .collect(),
-            ),
-            (Some(c), None) => (c.server_name.as_deref().map(Box::from), Box::default()),
-            (None, _) => (None, Box::default()),
-        };
+        let mut answers = Vec::new();
+        let facts = SessionFacts::of_session(record, &mut answers);
+        let server_name = facts.server_name.map(Box::from);
+        let dns_query = facts.dns_query.map(Box::from);
+        let dns_answers: Box<[IpAddr]> = facts.dns_answers.into();
         WindowedSession {
             ended,
             record: SessionRecord {
@@ -441,7 +432,7 @@ impl WindowedSession {
                 related_uid: record.related_uid,
             },
             server_name,
-            dns_query: dns_query.map(Box::from),
+            dns_query,
             dns_answers,
         }
     }

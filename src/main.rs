@@ -354,22 +354,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             data.on_session(record);
         }
         tag.clear();
-        let mut facts = SessionFacts::from_record(record);
-        answers.clear();
-        if let Some(content) = record.content.as_deref() {
-            if content.dns_query.is_some() {
-                facts.dns_query = content.dns_query.as_deref();
-                answers.extend(
-                    content
-                        .dns_answers
-                        .iter()
-                        .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
-                );
-            } else {
-                facts.server_name = content.server_name.as_deref();
-            }
-        }
-        facts.dns_answers = &answers;
+        let facts = SessionFacts::of_session(record, &mut answers);
         hidden.observe(&facts, &mut tag);
         if let Some(writer) = csv.as_mut()
             && output_error.is_none()

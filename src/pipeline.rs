@@ -265,7 +265,7 @@ pub struct FrameOutcome {
 }
 
 /// Decodes one frame and gives its IP layers to the tracker; sessions that end go to `emit`.
-/// The per-packet step shared by [`Analysis`] and the workers of [`parallel`].
+/// The per-packet step of [`Analysis`].
 pub(crate) fn track_frame(
     decoder: &mut decode::Decoder,
     tracker: &mut SessionTracker,
@@ -274,13 +274,28 @@ pub(crate) fn track_frame(
     data: &[u8],
     emit: &mut impl FnMut(SessionRecord),
 ) -> FrameOutcome {
+    decode_frame(decoder, ts, link, data, &mut |ip| {
+        tracker.process(ts, ip, emit)
+    })
+}
+
+/// Decodes one frame, handing each IP layer to `take`, outermost first. `take` returns false
+/// when it turned the layer away for its checksum: the layers inside it are then left out.
+/// Shared by [`track_frame`] and the reading thread of [`parallel`].
+pub(crate) fn decode_frame(
+    decoder: &mut decode::Decoder,
+    ts: Timestamp,
+    link: LinkType,
+    data: &[u8],
+    take: &mut impl FnMut(&decode::IpPacket<'_>) -> bool,
+) -> FrameOutcome {
     let mut layers = 0u32;
     let mut rejected = false;
     let result = decoder.decode(ts, link, data, &mut |ip| {
         layers += 1;
         // A layer rejected for its checksum takes what it carries with it.
         if !rejected {
-            rejected = !tracker.process(ts, ip, emit);
+            rejected = !take(ip);
         }
     });
     FrameOutcome {

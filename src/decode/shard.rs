@@ -2,54 +2,31 @@
 //!
 //! When sessions are tracked on several threads, the reading thread decodes every frame
 //! (link layers, tunnels, fragment reassembly) and each IP layer goes to the worker that
-//! [`shard_key`] names. The key hashes the layer's two endpoints (addresses, and ports for TCP
-//! and UDP), ordered so that both directions give the same key: a session's packets meet in one
-//! worker whichever tunnel or frame carried them (fragments are rebuilt before, on the reading
-//! thread). An ICMP error is keyed by the datagram it quotes, so that it meets the session it
-//! reports on.
+//! [`shard_key`] names. The key hashes the layer's address pair, ordered so that both
+//! directions give the same key: a session's packets meet in one worker whichever tunnel or
+//! frame carried them (fragments are rebuilt before, on the reading thread). An ICMP error is
+//! keyed by the pair of the datagram it quotes, so that it meets the session it reports on.
 //!
 //! [`PacketParts`] is what crosses the thread: the layer's fixed fields, with its IP header and
 //! transport bytes copied beside it; [`PacketParts::rebuild`] gives the worker the same
 //! [`IpPacket`] the reading thread saw. Promise: pure functions, no allocation, never panic.
 
 use super::ip::{self, IpLayer};
-use super::{Fragment, IpPacket, ReassemblyNotes, Transport, TunnelKind};
+use super::{Fragment, IpPacket, ReassemblyNotes, TunnelKind};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
-/// The worker key of an IP layer: equal for the two directions of a session.
+/// The worker key of an IP layer: equal for the two directions of an address pair.
 pub fn shard_key(packet: &IpPacket<'_>) -> u64 {
-    if let Some(quoted) = packet.transport.icmp_error_quote() {
-        return match quoted.protocol {
-            PROTO_TCP | PROTO_UDP => flow_hash(
-                (quoted.src, quoted.src_port),
-                (quoted.dst, quoted.dst_port),
-                quoted.protocol,
-            ),
-            _ => flow_hash((quoted.src, 0), (quoted.dst, 0), 0),
-        };
-    }
-    match packet.transport {
-        Transport::Tcp {
-            src_port, dst_port, ..
-        }
-        | Transport::Udp {
-            src_port, dst_port, ..
-        } => flow_hash(
-            (packet.src, src_port),
-            (packet.dst, dst_port),
-            packet.protocol,
-        ),
-        // ICMP sessions, other protocols, and fragments that could not be rebuilt: by
-        // address pair (the tracker finds no ports in them either).
-        _ => flow_hash((packet.src, 0), (packet.dst, 0), 0),
+    // By address pair, not by ports: the ICMP errors one host sends another about several
+    // flows form one ICMP session, and they must meet it and the flows they quote.
+    match packet.transport.icmp_error_quote() {
+        Some(quoted) => pair_hash(quoted.src, quoted.dst),
+        None => pair_hash(packet.src, packet.dst),
     }
 }
 
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-
-fn flow_hash(a: (IpAddr, u16), b: (IpAddr, u16), protocol: u8) -> u64 {
+fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
     // Fixed seeds: a session goes to the same worker in every run.
     let state =
         ahash::RandomState::with_seeds(0x5e55_1075_c09e, 0x7e4d_1ca7_ed00, 0x00dd_ba11, 0xfee1);
@@ -57,7 +34,6 @@ fn flow_hash(a: (IpAddr, u16), b: (IpAddr, u16), protocol: u8) -> u64 {
     let (low, high) = if a <= b { (a, b) } else { (b, a) };
     low.hash(&mut hasher);
     high.hash(&mut hasher);
-    protocol.hash(&mut hasher);
     hasher.finish()
 }
 

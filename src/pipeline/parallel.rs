@@ -257,44 +257,33 @@ impl Reader {
             let verify = self.verify_checksums;
             let workers = &mut self.workers;
             let full = &mut self.full;
-            let mut layers = 0u32;
-            let mut rejected = false;
-            let result = self
-                .decoder
-                .decode(ts, packet.link, packet.data, &mut |ip| {
-                    layers += 1;
+            let outcome =
+                super::decode_frame(&mut self.decoder, ts, packet.link, packet.data, &mut |ip| {
                     if ts > *clock {
                         *clock = ts;
                     }
-                    // A layer turned away for its checksum takes what it carries with it.
-                    if rejected {
-                        return;
-                    }
-                    rejected = SessionTracker::rejects_for_checksum(verify, ip);
                     let shard = (shard_key(ip) % shards) as usize;
-                    let Some(worker) = workers.get_mut(shard) else {
-                        return;
-                    };
-                    let batch = &mut worker.filling;
-                    let start = batch.bytes.len();
-                    batch.bytes.extend_from_slice(ip.ip_header);
-                    batch.bytes.extend_from_slice(ip.l4);
-                    batch.layers.push(LayerSlot {
-                        ts,
-                        clock: *clock,
-                        parts: PacketParts::of(ip),
-                        start,
-                        header_len: ip.ip_header.len(),
-                        l4_len: ip.l4.len(),
-                    });
-                    if batch.is_full() && !full.contains(&shard) {
-                        full.push(shard);
+                    if let Some(worker) = workers.get_mut(shard) {
+                        let batch = &mut worker.filling;
+                        let start = batch.bytes.len();
+                        batch.bytes.extend_from_slice(ip.ip_header);
+                        batch.bytes.extend_from_slice(ip.l4);
+                        batch.layers.push(LayerSlot {
+                            ts,
+                            clock: *clock,
+                            parts: PacketParts::of(ip),
+                            start,
+                            header_len: ip.ip_header.len(),
+                            l4_len: ip.l4.len(),
+                        });
+                        if batch.is_full() && !full.contains(&shard) {
+                            full.push(shard);
+                        }
                     }
+                    // The worker's tracker turns it away too; this only leaves out what is inside.
+                    !SessionTracker::rejects_for_checksum(verify, ip)
                 });
-            self.summary.on_frame(super::FrameOutcome {
-                decoded: layers > 0 || self.decoder.held_fragment(),
-                skipped: result.err(),
-            });
+            self.summary.on_frame(outcome);
             while let Some(shard) = self.full.pop() {
                 self.send(shard);
             }

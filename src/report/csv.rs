@@ -495,10 +495,7 @@ fn text_field(out: &mut Vec<u8>, field: &str) {
 /// `,` then the items joined by `separator`, quoted as one field when it must be.
 fn joined_field(out: &mut Vec<u8>, items: &[String], separator: &str) {
     out.push(b',');
-    let needs_quotes = items
-        .iter()
-        .any(|i| i.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')));
-    if needs_quotes {
+    if items.iter().any(|item| needs_quotes(item)) {
         push_field(out, &items.join(separator));
         return;
     }
@@ -546,13 +543,17 @@ const CONTENT_COLUMNS: usize = 23;
 /// `initiator_reason` columns.
 pub type RowLabeller<'a> = dyn FnMut(&[u8], &[u8]) -> (String, String) + 'a;
 
+/// Whether the csv crate would quote `field`: it holds a comma, a quote or a line break.
+fn needs_quotes(field: &str) -> bool {
+    field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+}
+
 /// Appends `field`, quoted as the csv crate quotes (only when it holds a comma, a quote or a
 /// line break; quotes doubled).
 fn push_field(out: &mut Vec<u8>, field: &str) {
-    if field
-        .bytes()
-        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
-    {
+    if needs_quotes(field) {
         out.push(b'"');
         for b in field.bytes() {
             if b == b'"' {
