@@ -56,6 +56,8 @@ pub struct LiveRunOptions {
     pub out: Option<PathBuf>,
     pub rotation: Rotation,
     pub community_id_seed: u16,
+    /// The `sensor` column's value.
+    pub sensor: String,
     /// Stop after this much wall-clock time.
     pub duration: Option<Duration>,
     /// Status line interval on stderr; `None` for no status line.
@@ -338,6 +340,10 @@ fn open_writer(dir: &Path, options: &LiveRunOptions) -> Result<StreamingCsvWrite
         .map_err(|e| e.to_string())
         .and_then(|()| {
             StreamingCsvWriter::create(dir, options.rotation, options.community_id_seed)
+                .map(|mut writer| {
+                    writer.set_sensor(&options.sensor);
+                    writer
+                })
                 .map_err(|e| e.to_string())
         })
         .map_err(|e| LiveRunError::Output(format!("{}: cannot write sessions: {e}", dir.display())))
@@ -707,6 +713,7 @@ mod tests {
             out: None,
             rotation,
             community_id_seed: 0,
+            sensor: "test".into(),
             duration: None,
             status_every: None,
             hidden: HiddenOptions::default(),

@@ -71,6 +71,10 @@ pub struct LiveArgs {
     /// Known-good patterns, shown apart: lines of `HOST DESTINATION [PORT]` (as for analyze).
     #[arg(long, value_name = "FILE")]
     allow_list: Option<PathBuf>,
+    /// The `sensor` column's value (letters, digits, `.`, `_`, `-`); default: this machine's
+    /// host name.
+    #[arg(long, value_name = "NAME")]
+    sensor: Option<String>,
     /// Seconds between status lines on stderr; 0 for none.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     status_interval: f64,
@@ -140,6 +144,16 @@ pub fn run(args: LiveArgs) -> Result<u8, (u8, String)> {
         args.allow_list.as_ref(),
     )
     .map_err(usage)?;
+    let sensor = match &args.sensor {
+        Some(name) => {
+            sessionscope::report::dataset::check_sensor_name(name)
+                .map_err(|e| usage(format!("--sensor: {e}")))?;
+            name.clone()
+        }
+        None => sessionscope::report::dataset::sensor_name_from(
+            &sessionscope::capture::live::host_name().unwrap_or_default(),
+        ),
+    };
     let options = LiveRunOptions {
         capture: LiveOptions {
             interface,
@@ -154,6 +168,7 @@ pub fn run(args: LiveArgs) -> Result<u8, (u8, String)> {
         out: args.out.clone(),
         rotation,
         community_id_seed: 0,
+        sensor,
         duration,
         status_every: (!status_every.is_zero()).then_some(status_every),
         hidden,

@@ -94,6 +94,63 @@ fn partitioned_dataset_appends_and_replaces() {
     std::fs::remove_dir_all(out).unwrap();
 }
 
+/// Cuts a little-endian pcap into files of `per_file` packets (the file header copied into each),
+/// as `tcpdump -C` or `editcap -c` would; returns how many files were written.
+fn cut_pcap(capture: &Path, per_file: usize, dir: &Path) -> usize {
+    let bytes = std::fs::read(capture).unwrap();
+    assert_eq!(
+        bytes[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian pcap expected"
+    );
+    let (header, mut rest) = bytes.split_at(24);
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut in_piece = per_file;
+    while !rest.is_empty() {
+        let caplen = u32::from_le_bytes(rest[8..12].try_into().unwrap()) as usize;
+        let (record, tail) = rest.split_at(16 + caplen);
+        if in_piece == per_file {
+            pieces.push(header.to_vec());
+            in_piece = 0;
+        }
+        pieces.last_mut().unwrap().extend_from_slice(record);
+        in_piece += 1;
+        rest = tail;
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        std::fs::write(dir.join(format!("piece-{i:02}.pcap")), piece).unwrap();
+    }
+    pieces.len()
+}
+
+#[test]
+fn the_same_capture_cut_into_files_replaces_its_own_rows() {
+    let out = temp_dir("resplit");
+    let pieces = temp_dir("resplit-pieces");
+    let args = ["--format", "parquet", "--partition", "--sensor", "tap-1"];
+    assert!(analyze("tcp-port-reuse.pcap", &out, &args).status.success());
+    let root = out.join("sessions");
+    let whole = files(&root);
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    // The same packets as three rotated files, analysed as a directory into the same dataset.
+    assert!(cut_pcap(&sample("tcp-port-reuse.pcap"), 5, &pieces) >= 3);
+    let status = bin()
+        .args(["analyze", "--no-progress", "--out"])
+        .arg(&out)
+        .arg(&pieces)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        files(&root),
+        whole,
+        "a re-cut capture must not add a second copy"
+    );
+    std::fs::remove_dir_all(out).unwrap();
+    std::fs::remove_dir_all(pieces).unwrap();
+}
+
 #[test]
 fn default_sensor_is_the_directory_name() {
     let out = temp_dir("default");

@@ -456,6 +456,15 @@ fn real_programs_give_the_sessions_they_made() {
     let (files, rows) = read_rows(&out);
     assert_eq!(files.len(), 1);
     assert_eq!(csv_files(&out, "hidden-"), [hidden_beside(&files[0])]);
+    // Without --sensor, the sensor column names this machine, as hostname(1) does.
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    let host = host.trim();
+    if host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+    {
+        assert!(rows.iter().all(|r| r["sensor"] == host), "{host}: {rows:?}");
+    }
     let http: Vec<&Row> = rows
         .iter()
         .filter(|r| to_port(r) == http_port && r["end_reason"] != "capture_end")
@@ -514,6 +523,8 @@ fn rotation_by_size_gives_whole_files() {
         "700B",
         "--tcp-reset-delay",
         "0",
+        "--sensor",
+        "tap-7",
     ]);
     let closed_port = free_port();
     for _ in 0..12 {
@@ -533,6 +544,7 @@ fn rotation_by_size_gives_whole_files() {
     let (files, rows) = read_rows(&out);
     assert_eq!(rows.len(), 12, "{}", brief(&rows));
     assert!(rows.iter().all(|r| r["conn_state"] == "REJ"));
+    assert!(rows.iter().all(|r| r["sensor"] == "tap-7"));
     // A REJ row is about 200 bytes and the header about 250: a few rows per file.
     assert!(files.len() >= 3, "{files:?}");
     // Each file rotated away by a write, and the last, has its hidden sessions beside it.

@@ -310,6 +310,21 @@ impl PacketSource for LiveSource {
     }
 }
 
+/// This machine's host name (the live `sensor` column's default), `None` when the system does
+/// not say.
+pub fn host_name() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length for the duration of the call;
+    // gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(buf.get(..len).unwrap_or(&[])).into_owned();
+    (!name.is_empty()).then_some(name)
+}
+
 /// Waits until `fd` is readable, `timeout_ms` passed, or a signal arrived.
 fn wait_readable(fd: std::os::fd::RawFd, timeout_ms: i32) {
     let mut poll_fd = libc::pollfd {

@@ -5,7 +5,7 @@
 //! day the session started. The files hold sessions.parquet's columns except `sensor`, which the
 //! directory name carries (Spark refuses a column that is both in the files and in the path).
 //! ID is [`run_identity`]: a hash of the sensor and the input's packets (first and last packet
-//! time and packet count of every file), never of the options or of the program's output, so
+//! time and packet count of the whole input, however it was cut into files), never of the options or of the program's output, so
 //! re-running the same input (even with another version or other options) replaces its own files
 //! and a different input adds files beside them.
 //!
@@ -72,6 +72,12 @@ pub fn default_sensor(first_input: &Path) -> String {
         .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    sensor_name_from(&raw)
+}
+
+/// `raw` made a valid sensor name (other characters become `-`, no leading `.` or `_`, at most
+/// [`MAX_SENSOR_LEN`] characters); `sensor` when nothing is left.
+pub fn sensor_name_from(raw: &str) -> String {
     let cleaned: String = raw
         .chars()
         .map(|c| if sensor_char(c) { c } else { '-' })
@@ -81,29 +87,31 @@ pub fn default_sensor(first_input: &Path) -> String {
     if cut.is_empty() { "sensor".into() } else { cut }
 }
 
-/// The identity of one run's input: 16 hex digits of SHA-256 over the sensor and, for every
-/// file read (in time order), its first and last packet time and its packet count.
+/// The identity of one run's input: 16 hex digits of SHA-256 over the sensor and the input as
+/// a whole: its first and last packet time and its packet count. How the traffic was
+/// cut into files does not enter it, so the same capture split another way (another
+/// `tcpdump -C`, `editcap -c`) gets the same identity and its rows replace, not duplicate, the
+/// rows written before.
 pub fn run_identity(sensor: &str, files: &[FileSummary]) -> String {
-    let mut facts: Vec<(i64, i64, u64)> = files
+    let first = files
         .iter()
-        .map(|f| {
-            (
-                f.first_ts.map_or(0, |t| t.0),
-                f.last_ts.map_or(0, |t| t.0),
-                f.packets,
-            )
-        })
-        .collect();
-    facts.sort_unstable();
+        .filter_map(|f| f.first_ts)
+        .min()
+        .map_or(0, |t| t.0);
+    let last = files
+        .iter()
+        .filter_map(|f| f.last_ts)
+        .max()
+        .map_or(0, |t| t.0);
+    let packets: u64 = files.iter().map(|f| f.packets).sum();
     let mut hasher = Sha256::new();
-    hasher.update(b"sessionscope-dataset-v1\0");
+    hasher.update(b"sessionscope-dataset-v2\0");
     hasher.update(sensor.as_bytes());
     hasher.update([0]);
-    for (first, last, packets) in facts {
-        hasher.update(first.to_le_bytes());
-        hasher.update(last.to_le_bytes());
-        hasher.update(packets.to_le_bytes());
+    for value in [first, last] {
+        hasher.update(value.to_le_bytes());
     }
+    hasher.update(packets.to_le_bytes());
     hasher
         .finalize()
         .iter()
@@ -412,6 +420,22 @@ mod tests {
             run_identity("s2", &[file("a.pcap", 1, 10), file("b.pcap", 100, 5)])
         );
         assert_ne!(a, run_identity("s1", &[file("a.pcap", 1, 10)]));
+        // The same packets cut at another point (a.pcap 1..11 and b.pcap 100..110 with 15
+        // packets in all): the same input, so the same files and no duplicate rows.
+        let resplit = run_identity(
+            "s1",
+            &[
+                FileSummary {
+                    last_ts: Some(Timestamp(50)),
+                    ..file("p1.pcap", 1, 12)
+                },
+                FileSummary {
+                    first_ts: Some(Timestamp(60)),
+                    ..file("p2.pcap", 100, 3)
+                },
+            ],
+        );
+        assert_eq!(a, resplit);
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl StreamingCsvWriter {
         })
     }
 
+    /// Sets the `sensor` column's value for the rows written from now on.
+    pub fn set_sensor(&mut self, sensor: &str) {
+        self.rows.set_sensor(sensor);
+    }
+
     /// The file rows go to now.
     pub fn current_path(&self) -> &Path {
         &self.current.path
