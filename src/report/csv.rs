@@ -18,7 +18,7 @@ use super::jsonl::JsonlWriter;
 use super::order::{DEFAULT_MAX_ROWS_IN_MEMORY, OrderStats, RowKey, StartOrderBuffer};
 use super::parquet::ParquetWriter;
 use crate::classify::ContentInfo;
-use crate::session::SessionRecord;
+use crate::session::{Anomalies, SessionRecord};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -219,7 +219,12 @@ impl RowFormatter {
     fn format_row(&mut self, r: &SessionRecord, history: &str, empty_labels: bool) {
         let community_id = self.hasher.session(r);
         let out = &mut self.line;
-        let _ = write!(out, "{}", r.start);
+        let start = r.start.as_micros();
+        seconds_with_micros(
+            out,
+            start.div_euclid(1_000_000),
+            start.rem_euclid(1_000_000) as u64,
+        );
         text_field(out, r.uid.as_str());
         text_field(out, community_id.as_str());
         addr_field(out, r.orig.addr);
@@ -229,7 +234,8 @@ impl RowFormatter {
         text_field(out, r.proto.as_str());
         text_field(out, r.service.unwrap_or(""));
         out.push(b',');
-        let _ = write!(out, "{}", Micros(round_to_micros(r.duration_nanos())));
+        let duration = round_to_micros(r.duration_nanos());
+        seconds_with_micros(out, duration / 1_000_000, duration % 1_000_000);
         int_field(out, r.orig_stats.bytes);
         int_field(out, r.resp_stats.bytes);
         text_field(out, r.conn_state.as_str());
@@ -251,7 +257,9 @@ impl RowFormatter {
             }
             out.push(b',');
             // Names and counts only: never needs quoting.
-            let _ = write!(out, "{}", r.anomalies);
+            if r.anomalies != Anomalies::default() {
+                let _ = write!(out, "{}", r.anomalies);
+            }
             out.push(b',');
             push_field(out, &self.sensor);
         }
@@ -353,7 +361,9 @@ impl SessionCsvWriter {
             .extend_from_slice(&(tag.len() as u16).to_le_bytes());
         self.stored.extend_from_slice(tag);
         self.anomalies.clear();
-        let _ = write!(self.anomalies, "{}", record.anomalies);
+        if record.anomalies != Anomalies::default() {
+            let _ = write!(self.anomalies, "{}", record.anomalies);
+        }
         self.stored
             .extend_from_slice(&(self.anomalies.len() as u16).to_le_bytes());
         self.stored.extend_from_slice(self.anomalies.as_bytes());
@@ -507,6 +517,19 @@ fn joined_field(out: &mut Vec<u8>, items: &[String], separator: &str) {
     }
 }
 
+/// `SECS.FFFFFF` (as `{secs}.{micros:06}` would write it), without `fmt`'s machinery.
+fn seconds_with_micros<S: itoa::Integer>(out: &mut Vec<u8>, secs: S, micros: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+    out.push(b'.');
+    let mut digits = [b'0'; 6];
+    let mut rest = micros % 1_000_000;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits);
+}
+
 /// `,` then the integer.
 fn int_field<I: itoa::Integer>(out: &mut Vec<u8>, value: I) {
     out.push(b',');
@@ -589,15 +612,6 @@ fn new_staging() -> csv::Writer<Vec<u8>> {
 
 fn round_to_micros(nanos: u64) -> u64 {
     nanos / 1_000 + u64::from(nanos % 1_000 >= 500)
-}
-
-/// A microsecond count shown as seconds with six decimals.
-struct Micros(u64);
-
-impl std::fmt::Display for Micros {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
-    }
 }
 
 #[cfg(test)]
@@ -810,11 +824,34 @@ mod tests {
 
     #[test]
     fn duration_rounds_to_the_microsecond() {
-        assert_eq!(Micros(round_to_micros(1_499)).to_string(), "0.000001");
-        assert_eq!(Micros(round_to_micros(1_500)).to_string(), "0.000002");
+        let seconds = |nanos: u64| {
+            let micros = round_to_micros(nanos);
+            let mut out = Vec::new();
+            seconds_with_micros(&mut out, micros / 1_000_000, micros % 1_000_000);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(seconds(1_499), "0.000001");
+        assert_eq!(seconds(1_500), "0.000002");
+        assert_eq!(seconds(3_600_000_000_000), "3600.000000");
+        assert_eq!(seconds(12_345_678_901), "12.345679");
+    }
+
+    #[test]
+    fn times_before_1970_write_as_zeek_does() {
+        // Zeek writes ts as %.6f of the epoch seconds; floor division keeps the fraction
+        // positive, as Timestamp's Display does.
+        let mut out = Vec::new();
+        let start = crate::capture::Timestamp(-1_500_000_000).as_micros();
+        seconds_with_micros(
+            &mut out,
+            start.div_euclid(1_000_000),
+            start.rem_euclid(1_000_000) as u64,
+        );
         assert_eq!(
-            Micros(round_to_micros(3_600_000_000_000)).to_string(),
-            "3600.000000"
+            out,
+            crate::capture::Timestamp(-1_500_000_000)
+                .to_string()
+                .as_bytes()
         );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Sessions finish in the order they end, but sessions.csv lists them in the order they
 //! started. [`StartOrderBuffer`] keeps finished rows (already formatted) with their sort key
-//! in one byte arena; when it holds `max_rows_in_memory` rows it sorts them and spills a sorted
+//! in fixed-size byte chunks (never reallocated and copied as they fill, and reused after a
+//! spill); when it holds `max_rows_in_memory` rows it sorts them and spills a sorted
 //! run to a temporary file in the output directory. [`StartOrderBuffer::finish`] k-way merges
 //! the runs and the rows still in memory into the caller's writer and deletes the temporary
 //! files (they are also deleted when the buffer is dropped). Promises: memory bounded by the
@@ -69,18 +70,72 @@ impl PartialOrd for RowKey {
     }
 }
 
+/// Bytes per arena chunk (a longer row gets a chunk of its own).
+const CHUNK_BYTES: usize = 4 << 20;
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     key: RowKey,
-    offset: usize,
-    len: usize,
+    chunk: u32,
+    offset: u32,
+    len: u32,
+}
+
+/// Rows back to back in chunks that are filled in turn and kept for reuse.
+#[derive(Debug, Default)]
+struct Arena {
+    chunks: Vec<Vec<u8>>,
+    /// The chunk being filled.
+    current: usize,
+}
+
+impl Arena {
+    /// Stores `row`, returning (chunk, offset).
+    fn push(&mut self, row: &[u8]) -> (u32, u32) {
+        let fits = |c: &Vec<u8>| c.capacity() - c.len() >= row.len();
+        if !self.chunks.get(self.current).is_some_and(fits) {
+            if !self.chunks.is_empty() {
+                self.current += 1;
+            }
+            match self.chunks.get_mut(self.current) {
+                Some(chunk) if chunk.capacity() >= row.len() => {}
+                Some(chunk) => *chunk = Vec::with_capacity(row.len()),
+                None => self
+                    .chunks
+                    .push(Vec::with_capacity(CHUNK_BYTES.max(row.len()))),
+            }
+        }
+        let chunk = self.current;
+        let Some(bytes) = self.chunks.get_mut(chunk) else {
+            return (u32::MAX, 0);
+        };
+        let offset = bytes.len();
+        bytes.extend_from_slice(row);
+        (chunk as u32, offset as u32)
+    }
+
+    fn get(&self, e: &Entry) -> &[u8] {
+        let start = e.offset as usize;
+        self.chunks
+            .get(e.chunk as usize)
+            .and_then(|c| c.get(start..start + e.len as usize))
+            .unwrap_or(&[])
+    }
+
+    /// Forgets every row, keeping the chunks' memory.
+    fn clear(&mut self) {
+        for chunk in &mut self.chunks {
+            chunk.clear();
+        }
+        self.current = 0;
+    }
 }
 
 /// Buffers rows and writes them out sorted by [`RowKey`]; see the module documentation.
 pub struct StartOrderBuffer {
     dir: PathBuf,
     max_rows: usize,
-    arena: Vec<u8>,
+    arena: Arena,
     entries: Vec<Entry>,
     runs: Vec<PathBuf>,
     next_run_id: u64,
@@ -102,7 +157,7 @@ impl StartOrderBuffer {
         StartOrderBuffer {
             dir: dir.to_path_buf(),
             max_rows: max_rows_in_memory.max(1),
-            arena: Vec::new(),
+            arena: Arena::default(),
             entries: Vec::new(),
             runs: Vec::new(),
             next_run_id: 0,
@@ -116,12 +171,14 @@ impl StartOrderBuffer {
         if self.entries.len() >= self.max_rows {
             self.spill()?;
         }
-        let offset = self.arena.len();
-        self.arena.extend_from_slice(row);
+        let len = u32::try_from(row.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "row longer than 4 GiB"))?;
+        let (chunk, offset) = self.arena.push(row);
         self.entries.push(Entry {
             key,
+            chunk,
             offset,
-            len: row.len(),
+            len,
         });
         self.rows_total += 1;
         Ok(())
@@ -167,7 +224,7 @@ impl StartOrderBuffer {
 
     fn sort_in_memory(&mut self) {
         let arena = &self.arena;
-        let row = |e: &Entry| arena.get(e.offset..e.offset + e.len).unwrap_or(&[]);
+        let row = |e: &Entry| arena.get(e);
         self.entries
             .sort_unstable_by(|a, b| a.key.cmp(&b.key).then_with(|| row(a).cmp(row(b))));
     }
@@ -181,10 +238,7 @@ impl StartOrderBuffer {
         let mut writer = RunWriter::create(&path)?;
         self.runs.push(path);
         for e in &self.entries {
-            writer.write(
-                &e.key,
-                self.arena.get(e.offset..e.offset + e.len).unwrap_or(&[]),
-            )?;
+            writer.write(&e.key, self.arena.get(e))?;
         }
         writer.finish()?;
         self.runs_spilled += 1;
@@ -240,7 +294,7 @@ trait RowSource {
 }
 
 struct MemorySource<'a> {
-    arena: &'a [u8],
+    arena: &'a Arena,
     entries: &'a [Entry],
     next: usize,
 }
@@ -252,7 +306,7 @@ impl RowSource for MemorySource<'_> {
         };
         self.next += 1;
         row.clear();
-        row.extend_from_slice(self.arena.get(e.offset..e.offset + e.len).unwrap_or(&[]));
+        row.extend_from_slice(self.arena.get(e));
         Ok(Some(e.key))
     }
 }
