@@ -6,6 +6,7 @@
 //! from that period over the period, the skew is
 //! Bowley's quartile skewness, and sizes are judged the same way. Promises: pure functions over
 //! the samples given, O(n log n), no panic on any input (empty, equal, unsorted, huge values).
+//! The same steps score a long series from its fixed-size sketches ([`analyse_distributions`]).
 //! The thresholds and weights are in data/hidden-rules.tsv (shared with the Spark job); the
 //! steps are written again in spark/hidden_sessions.py and must stay the same.
 
@@ -46,6 +47,9 @@ impl Periodicity {
 /// for a [`super::series::RangeSketch`].
 pub trait Distribution {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Linear-interpolated quantile (0 for no values).
     fn quantile(&self, q: f64) -> f64;
     /// How many values lie within `radius` of `center`, and their sum.
@@ -103,7 +107,7 @@ pub fn analyse_distributions(
     sessions: usize,
 ) -> Option<Periodicity> {
     let rules = rules();
-    if sessions < rules.min_sessions || intervals.len() == 0 {
+    if sessions < rules.min_sessions || intervals.is_empty() {
         return None;
     }
     let median = intervals.quantile(0.5);
