@@ -250,7 +250,11 @@ impl HiddenAnalysis {
                     last: p.last,
                     period_secs: p.period_s,
                     intervals_secs,
-                    intervals_total: p.starts_nanos.len().saturating_sub(1),
+                    // The series' intervals, not only the kept starts' (a long series keeps
+                    // its latest ones for the plot).
+                    intervals_total: usize::try_from(p.sessions.saturating_sub(1))
+                        .unwrap_or(usize::MAX)
+                        .max(p.starts_nanos.len().saturating_sub(1)),
                 }
             })
             .collect();

@@ -7,18 +7,25 @@
 //! `initiator_reason` when sessions.csv rows are written, from the [`SessionSketch`] tag each row
 //! carries. The rules and their order are in docs/initiators.md.
 //!
-//! Memory bound: at most [`MAX_GROUPS`] (host, destination, port, protocol) groups, each with
-//! counters and at most [`MAX_SAMPLES_PER_GROUP`] session starts (16 bytes each), and at most
-//! [`MAX_SAMPLES_TOTAL`] starts over all groups (64 MB); [`MAX_DNS_PAIRS`] remembered DNS answers;
-//! the labeller keeps one small entry per originating host (at most [`label::MAX_HOSTS`]).
-//! Sessions beyond the group cap are still labelled by the per-session rules; the report counts
-//! them. Per session nothing else is kept here: the sketch travels with the sessions.csv row.
+//! Memory follows the number of groups, never the number of sessions: at most [`MAX_GROUPS`]
+//! (host, destination, port, protocol) groups of fixed size (counters, about 130 bytes with the
+//! table's share, plus the first server name seen); a group with more than one session gets a
+//! [`series::Series`] of its starts, of fixed size too: its latest [`series::RECENT_STARTS`]
+//! starts (16 bytes each), at most [`MAX_STARTS_TOTAL`] over all groups (16 MB), and, for the
+//! series longer than that, two fixed sketches of the intervals and sizes
+//! ([`series::MAX_SERIES_BYTES`] in all, about 6.5 kB), for at most [`MAX_SKETCHED_SERIES`]
+//! series (about 27 MB). With [`MAX_DNS_PAIRS`] remembered DNS answers (a name each) and the
+//! labeller's one small entry per originating host (at most [`label::MAX_HOSTS`]), the analysis
+//! stays under about 120 MB whatever the input; on real traffic it is a few MB. Sessions beyond
+//! the group cap are still labelled by the per-session rules; the report counts them. Per session
+//! nothing else is kept here: the sketch travels with the sessions.csv row.
 
 pub mod catalogue;
 mod label;
 pub mod nets;
 pub mod periodicity;
 pub mod rules;
+pub mod series;
 pub mod sketch;
 
 pub use catalogue::{CatalogueHit, CatalogueKind};
@@ -30,15 +37,17 @@ pub use sketch::SessionSketch;
 use crate::capture::Timestamp;
 use crate::session::SessionRecord;
 use ahash::AHashMap;
+use series::{Budget, Series};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
 /// Most (host, destination, port, protocol) groups tracked.
 pub const MAX_GROUPS: usize = 200_000;
-/// Session starts kept per group (the first ones; the count goes on).
-pub const MAX_SAMPLES_PER_GROUP: usize = 4096;
-/// Session starts kept over all groups.
-pub const MAX_SAMPLES_TOTAL: usize = 4_000_000;
+/// Session starts kept over all groups' series (each keeps at most [`series::RECENT_STARTS`]).
+pub const MAX_STARTS_TOTAL: usize = 1 << 20;
+/// Series longer than [`series::RECENT_STARTS`] summarised by sketches; past this many, a long
+/// series keeps its first starts only.
+pub const MAX_SKETCHED_SERIES: usize = 4096;
 /// (client, answered address) pairs remembered from DNS answers.
 pub const MAX_DNS_PAIRS: usize = 200_000;
 
@@ -144,17 +153,29 @@ impl GroupKey {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Group {
     sessions: u64,
-    first: Option<Timestamp>,
-    last: Option<Timestamp>,
+    first: Timestamp,
+    last: Timestamp,
     orig_bytes: u64,
     resp_bytes: u64,
     keepalives: u64,
-    samples: Vec<Sample>,
+    /// From the second session on (a lone session's start and size are `first` and its bytes).
+    series: Option<Box<Series>>,
     service: Option<&'static str>,
     server_name: Option<Box<str>>,
+}
+
+impl Group {
+    /// The starts kept, sorted.
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        self.series.iter().flat_map(|s| s.samples())
+    }
+
+    fn is_exact(&self) -> bool {
+        self.series.as_deref().is_none_or(Series::is_exact)
+    }
 }
 
 /// Latest name each client was given for each address, bounded (oldest pair forgotten first).
@@ -196,7 +217,7 @@ impl DnsNames {
 pub struct HiddenAnalyzer {
     options: HiddenOptions,
     groups: AHashMap<GroupKey, Group>,
-    samples_total: usize,
+    budget: Budget,
     sessions: u64,
     sessions_untracked: u64,
     dns: DnsNames,
@@ -207,7 +228,12 @@ impl HiddenAnalyzer {
         HiddenAnalyzer {
             options,
             groups: AHashMap::new(),
-            samples_total: 0,
+            budget: Budget {
+                starts: 0,
+                max_starts: MAX_STARTS_TOTAL,
+                sketched: 0,
+                max_sketched: MAX_SKETCHED_SERIES,
+            },
             sessions: 0,
             sessions_untracked: 0,
             dns: DnsNames::default(),
@@ -218,8 +244,9 @@ impl HiddenAnalyzer {
     /// [`SessionSketch`]) to `tag`, for [`Labeller::label`] at finish.
     pub fn observe(&mut self, facts: &SessionFacts<'_>, tag: &mut Vec<u8>) {
         let record = facts.record;
-        let sketch = SessionSketch::from_record(record, facts.server_name);
-        sketch.encode(tag);
+        // The name goes into the tag only: the sketch itself needs no copy of it.
+        let sketch = SessionSketch::from_record(record, None);
+        sketch.encode_named(facts.server_name, tag);
         self.sessions += 1;
         if let Some(query) = facts.dns_query {
             for answer in facts.dns_answers {
@@ -227,20 +254,48 @@ impl HiddenAnalyzer {
                     .insert(record.orig.addr, *answer, query, record.start);
             }
         }
-        let key = GroupKey::of(&sketch);
-        if !self.groups.contains_key(&key) && self.groups.len() >= MAX_GROUPS {
-            self.sessions_untracked += 1;
-            return;
+        let bytes = sketch.orig_bytes.saturating_add(sketch.resp_bytes);
+        let keepalive = u64::from(keep_alive(&sketch).is_some());
+        let groups_len = self.groups.len();
+        let group = match self.groups.entry(GroupKey::of(&sketch)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                if groups_len >= MAX_GROUPS {
+                    self.sessions_untracked += 1;
+                    return;
+                }
+                v.insert(Group {
+                    sessions: 1,
+                    first: record.start,
+                    last: record.start,
+                    orig_bytes: sketch.orig_bytes,
+                    resp_bytes: sketch.resp_bytes,
+                    keepalives: keepalive,
+                    series: None,
+                    service: record.service,
+                    server_name: facts.server_name.map(Into::into),
+                });
+                return;
+            }
+        };
+        if group.series.is_none() {
+            // The second session: the first one's start and size are the group's so far.
+            let mut series = Box::<Series>::default();
+            series.push(
+                Sample {
+                    start_nanos: group.first.0,
+                    bytes: group.orig_bytes.saturating_add(group.resp_bytes),
+                },
+                &mut self.budget,
+            );
+            group.series = Some(series);
         }
-        let group = self.groups.entry(key).or_default();
         group.sessions += 1;
-        group.first = Some(group.first.map_or(record.start, |f| f.min(record.start)));
-        group.last = Some(group.last.map_or(record.start, |l| l.max(record.start)));
+        group.first = group.first.min(record.start);
+        group.last = group.last.max(record.start);
         group.orig_bytes = group.orig_bytes.saturating_add(sketch.orig_bytes);
         group.resp_bytes = group.resp_bytes.saturating_add(sketch.resp_bytes);
-        if keep_alive(&sketch).is_some() {
-            group.keepalives += 1;
-        }
+        group.keepalives += keepalive;
         if group.service.is_none() {
             group.service = record.service;
         }
@@ -249,12 +304,14 @@ impl HiddenAnalyzer {
         {
             group.server_name = Some(name.into());
         }
-        if group.samples.len() < MAX_SAMPLES_PER_GROUP && self.samples_total < MAX_SAMPLES_TOTAL {
-            group.samples.push(Sample {
-                start_nanos: record.start.0,
-                bytes: sketch.orig_bytes.saturating_add(sketch.resp_bytes),
-            });
-            self.samples_total += 1;
+        if let Some(series) = group.series.as_deref_mut() {
+            series.push(
+                Sample {
+                    start_nanos: record.start.0,
+                    bytes,
+                },
+                &mut self.budget,
+            );
         }
     }
 
@@ -291,10 +348,17 @@ impl HiddenAnalyzer {
         }
         let mut name_periodicity: AHashMap<GroupKey, (Periodicity, usize)> = AHashMap::new();
         for members in by_name.values().filter(|m| m.len() > 1) {
+            // Only series kept whole can be interleaved; a longer one is judged on its own.
+            if members
+                .iter()
+                .any(|k| groups.get(k).is_some_and(|g| !g.is_exact()))
+            {
+                continue;
+            }
             let mut samples: Vec<Sample> = members
                 .iter()
                 .filter_map(|k| groups.get(k))
-                .flat_map(|g| g.samples.iter().copied())
+                .flat_map(Group::samples)
                 .collect();
             if let Some(p) = periodicity::analyse(&mut samples) {
                 for k in members {
@@ -313,7 +377,12 @@ impl HiddenAnalyzer {
                 continue;
             };
             let name = names.get(&key).cloned();
-            let own = periodicity::analyse(&mut group.samples);
+            // The plotted starts are taken before the sketch takes in the kept ones.
+            let starts: Vec<i64> = group.samples().map(|s| s.start_nanos).collect();
+            let own = group
+                .series
+                .as_deref_mut()
+                .and_then(|s| s.periodicity(group.sessions));
             let (periodic, addresses) = match (own, name_periodicity.get(&key)) {
                 (Some(a), Some((b, n))) if b.score > a.score => (Some(*b), *n),
                 (None, Some((b, n))) => (Some(*b), *n),
@@ -362,7 +431,7 @@ impl HiddenAnalyzer {
                 .flatten();
             if let Some(index) = merged_key.as_ref().and_then(|k| merged_done.get(k)) {
                 if let Some(p) = patterns.get_mut(*index) {
-                    merge_into(p, &key, group);
+                    merge_into(p, &key, group, &starts);
                 }
             } else {
                 if let Some(k) = merged_key {
@@ -378,8 +447,8 @@ impl HiddenAnalyzer {
                     service,
                     kind,
                     sessions: group.sessions,
-                    first: group.first.unwrap_or_default(),
-                    last: group.last.unwrap_or_default(),
+                    first: group.first,
+                    last: group.last,
                     period_s: periodic.map(|p| p.period_s),
                     jitter: periodic.map(|p| p.jitter),
                     orig_bytes: group.orig_bytes,
@@ -388,7 +457,7 @@ impl HiddenAnalyzer {
                     reason: reason.clone(),
                     allowed,
                     starts_nanos: if periodic.is_some() {
-                        sorted_starts(&group.samples)
+                        starts
                     } else {
                         Vec::new()
                     },
@@ -419,29 +488,18 @@ impl HiddenAnalyzer {
     }
 }
 
-fn sorted_starts(samples: &[Sample]) -> Vec<i64> {
-    let mut starts: Vec<i64> = samples.iter().map(|s| s.start_nanos).collect();
-    starts.sort_unstable();
-    starts
-}
-
-fn merge_into(p: &mut HiddenPattern, key: &GroupKey, group: &Group) {
+fn merge_into(p: &mut HiddenPattern, key: &GroupKey, group: &Group, starts: &[i64]) {
     p.dest_addresses += 1;
     if key.dest < p.dest {
         p.dest = key.dest;
     }
     p.sessions += group.sessions;
-    if let Some(f) = group.first {
-        p.first = p.first.min(f);
-    }
-    if let Some(l) = group.last {
-        p.last = p.last.max(l);
-    }
+    p.first = p.first.min(group.first);
+    p.last = p.last.max(group.last);
     p.orig_bytes = p.orig_bytes.saturating_add(group.orig_bytes);
     p.resp_bytes = p.resp_bytes.saturating_add(group.resp_bytes);
     if p.period_s.is_some() {
-        p.starts_nanos
-            .extend(group.samples.iter().map(|s| s.start_nanos));
+        p.starts_nanos.extend_from_slice(starts);
         p.starts_nanos.sort_unstable();
     }
 }
@@ -598,7 +656,8 @@ pub struct HiddenPattern {
     /// Matched by the allow-list: known good, shown apart.
     pub allowed: bool,
     /// For a periodic pattern: the session starts the analysis kept (ns since the epoch,
-    /// sorted; the first [`MAX_SAMPLES_PER_GROUP`] of each group), for plotting the intervals.
+    /// sorted; all of a group's when it has at most [`series::RECENT_STARTS`], else its latest
+    /// ones), for plotting the intervals.
     /// Empty otherwise.
     pub starts_nanos: Vec<i64>,
 }

@@ -6,6 +6,7 @@
 //! from that period over the period, the skew is
 //! Bowley's quartile skewness, and sizes are judged the same way. Promises: pure functions over
 //! the samples given, O(n log n), no panic on any input (empty, equal, unsorted, huge values).
+//! The same steps score a long series from its fixed-size sketches ([`analyse_distributions`]).
 //! The thresholds and weights are in data/hidden-rules.tsv (shared with the Spark job); the
 //! steps are written again in spark/hidden_sessions.py and must stay the same.
 
@@ -42,6 +43,41 @@ impl Periodicity {
     }
 }
 
+/// What the scoring needs of a set of values: exact for a sorted slice ([`Sorted`]), estimated
+/// for a [`super::series::RangeSketch`].
+pub trait Distribution {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Linear-interpolated quantile (0 for no values).
+    fn quantile(&self, q: f64) -> f64;
+    /// How many values lie within `radius` of `center`, and their sum.
+    fn near(&self, center: f64, radius: f64) -> (f64, f64);
+    /// Median absolute deviation from `center`.
+    fn mad(&self, center: f64) -> f64;
+}
+
+/// Sorted values, all of them.
+pub struct Sorted<'a>(pub &'a [f64]);
+
+impl Distribution for Sorted<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn quantile(&self, q: f64) -> f64 {
+        quantile(self.0, q)
+    }
+    fn near(&self, center: f64, radius: f64) -> (f64, f64) {
+        let beat = self.0.iter().filter(|v| (*v - center).abs() <= radius);
+        let count = beat.clone().count();
+        (count as f64, beat.sum::<f64>())
+    }
+    fn mad(&self, center: f64) -> f64 {
+        mad(self.0, center)
+    }
+}
+
 /// Scores `samples` (any order; sorted here). `None` when there are too few sessions or the
 /// median interval is shorter than the rules' `min_period_s`.
 pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
@@ -58,30 +94,40 @@ pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
         })
         .collect();
     intervals.sort_unstable_by(f64::total_cmp);
-    let median = quantile(&intervals, 0.5);
+    let mut sizes: Vec<f64> = samples.iter().map(|s| s.bytes as f64).collect();
+    sizes.sort_unstable_by(f64::total_cmp);
+    analyse_distributions(&Sorted(&intervals), &Sorted(&sizes), samples.len())
+}
+
+/// Scores a series of `sessions` sessions from its intervals (seconds) and sizes (bytes), the
+/// same steps as [`analyse`].
+pub fn analyse_distributions(
+    intervals: &impl Distribution,
+    sizes: &impl Distribution,
+    sessions: usize,
+) -> Option<Periodicity> {
+    let rules = rules();
+    if sessions < rules.min_sessions || intervals.is_empty() {
+        return None;
+    }
+    let median = intervals.quantile(0.5);
     if median.is_nan() || median < rules.min_period_s {
         return None;
     }
     // The period: the mean of the intervals on the beat (within 25 % of the median), so that a
     // timer whose ticks wobble around a grid is measured at its grid, and gaps do not count.
-    let beat: Vec<f64> = intervals
-        .iter()
-        .copied()
-        .filter(|i| (i - median).abs() <= rules.on_beat * median)
-        .collect();
-    let on_beat = beat.len() as f64 / intervals.len() as f64;
-    let period = if beat.is_empty() {
+    let (beat_count, beat_sum) = intervals.near(median, rules.on_beat * median);
+    let on_beat = beat_count / intervals.len() as f64;
+    let period = if beat_count <= 0.0 {
         median
     } else {
-        beat.iter().sum::<f64>() / beat.len() as f64
+        beat_sum / beat_count
     };
-    let jitter = mad(&intervals, period) / period;
-    let skew = bowley(&intervals);
+    let jitter = intervals.mad(period) / period;
+    let skew = bowley(intervals);
 
-    let mut sizes: Vec<f64> = samples.iter().map(|s| s.bytes as f64).collect();
-    sizes.sort_unstable_by(f64::total_cmp);
-    let size_median = quantile(&sizes, 0.5);
-    let size_mad = mad(&sizes, size_median);
+    let size_median = sizes.quantile(0.5);
+    let size_mad = sizes.mad(size_median);
     let size_jitter = if size_median > 0.0 {
         size_mad / size_median
     } else if size_mad > 0.0 {
@@ -99,7 +145,7 @@ pub fn analyse(samples: &mut [Sample]) -> Option<Periodicity> {
         + rules.weight_count * count_score
         + rules.weight_size * size_score;
     Some(Periodicity {
-        sessions: samples.len(),
+        sessions,
         period_s: period,
         jitter,
         skew,
@@ -131,12 +177,12 @@ fn mad(values: &[f64], median: f64) -> f64 {
     quantile(&dev, 0.5)
 }
 
-/// Bowley's quartile skewness of sorted values; 0 when the quartiles coincide.
-fn bowley(sorted: &[f64]) -> f64 {
+/// Bowley's quartile skewness; 0 when the quartiles coincide.
+fn bowley(values: &impl Distribution) -> f64 {
     let (q1, q2, q3) = (
-        quantile(sorted, 0.25),
-        quantile(sorted, 0.5),
-        quantile(sorted, 0.75),
+        values.quantile(0.25),
+        values.quantile(0.5),
+        values.quantile(0.75),
     );
     let spread = q3 - q1;
     if spread <= f64::EPSILON * q2.abs().max(1.0) {

@@ -54,6 +54,12 @@ impl SessionSketch {
 
     /// Appends the byte form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_named(self.server_name.as_deref(), out);
+    }
+
+    /// Appends the byte form of this sketch with `server_name` for its name (whatever its own
+    /// is), so a caller holding the name borrowed need not copy it into the sketch.
+    pub fn encode_named(&self, server_name: Option<&str>, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(&self.start.0.to_le_bytes());
         out.extend_from_slice(&self.duration_nanos.to_le_bytes());
@@ -65,10 +71,7 @@ impl SessionSketch {
         out.extend_from_slice(&self.orig_bytes.to_le_bytes());
         out.extend_from_slice(&self.resp_bytes.to_le_bytes());
         out.extend_from_slice(&self.pkts.to_le_bytes());
-        let name = self
-            .server_name
-            .as_deref()
-            .map_or("", |n| cut(n, MAX_NAME_LEN));
+        let name = server_name.map_or("", |n| cut(n, MAX_NAME_LEN));
         out.push(name.len() as u8);
         out.extend_from_slice(name.as_bytes());
     }
@@ -183,6 +186,15 @@ mod tests {
             s.encode(&mut bytes);
             assert_eq!(SessionSketch::decode(&bytes), Some(s));
         }
+    }
+
+    #[test]
+    fn a_borrowed_name_encodes_as_an_owned_one() {
+        let mut owned = Vec::new();
+        sketch(Some("www.example.test")).encode(&mut owned);
+        let mut borrowed = Vec::new();
+        sketch(None).encode_named(Some("www.example.test"), &mut borrowed);
+        assert_eq!(owned, borrowed);
     }
 
     #[test]
