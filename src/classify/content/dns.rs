@@ -8,9 +8,11 @@
 //! length is rejected before parsing (the parser reserves room per announced record), so memory
 //! follows the packet size; no panic on any bytes.
 
-use super::{ContentInfo, Detect, MAX_DNS_ANSWERS, Ports, Progress, Protocol, TEXT_CAP, text};
+use super::{
+    ContentInfo, Detect, MAX_DNS_ANSWERS, Ports, Progress, Protocol, TEXT_CAP, capped_text,
+};
 use simple_dns::rdata::RData;
-use simple_dns::{Packet, QTYPE, RCODE};
+use simple_dns::{Name, Packet, QTYPE, RCODE, TYPE};
 
 const HEADER_LEN: usize = 12;
 /// Smallest question: root name (1), type (2), class (2).
@@ -48,15 +50,17 @@ fn counts_fit(msg: &[u8], h: &Header) -> bool {
 /// A plausible DNS message: a query with exactly one question, or a response with at least one
 /// question or answer, standard opcodes, counts that fit, and a successful parse.
 fn plausible(msg: &[u8]) -> bool {
-    let Some(h) = header(msg) else {
-        return false;
-    };
+    header(msg).is_some_and(|h| plausible_header(msg, &h)) && Packet::parse(msg).is_ok()
+}
+
+/// [`plausible`] without the parse.
+fn plausible_header(msg: &[u8], h: &Header) -> bool {
     let shape_ok = if h.is_response {
         h.questions <= 1 && (h.questions + h.records) > 0
     } else {
         h.questions == 1
     };
-    shape_ok && h.opcode <= 5 && counts_fit(msg, &h) && Packet::parse(msg).is_ok()
+    shape_ok && h.opcode <= 5 && counts_fit(msg, h)
 }
 
 /// UDP: DNS, mDNS or LLMNR by port (either side), DNS on other ports only for a plausible
@@ -78,8 +82,15 @@ pub(super) fn detect_datagram(payload: &[u8], ports: Ports) -> Option<Protocol> 
     }
 }
 
-/// TCP: a 2-byte length that matches a plausible DNS message.
-pub(super) fn detect_stream(view: &[u8], _from_orig: bool, ports: Ports) -> Detect {
+/// TCP: a 2-byte length that matches a plausible DNS message. On a match the message is also
+/// recorded (as [`parse_stream`] would), so it is parsed once, not twice; the direction is
+/// then done.
+pub(super) fn detect_and_read_stream(
+    view: &[u8],
+    from_orig: bool,
+    ports: Ports,
+    info: &mut ContentInfo,
+) -> Detect {
     let Some([hi, lo]) = view.get(..2) else {
         return Detect::NeedMore;
     };
@@ -87,11 +98,20 @@ pub(super) fn detect_stream(view: &[u8], _from_orig: bool, ports: Ports) -> Dete
     if len < HEADER_LEN {
         return Detect::No;
     }
-    match view.get(2..2 + len) {
-        None if ports.either(53) && view.len() < super::PREFIX_CAP => Detect::NeedMore,
-        None => Detect::No,
-        Some(msg) if plausible(msg) => Detect::Yes(Protocol::DnsTcp),
-        Some(_) => Detect::No,
+    let msg = match view.get(2..2 + len) {
+        None if ports.either(53) && view.len() < super::PREFIX_CAP => return Detect::NeedMore,
+        None => return Detect::No,
+        Some(msg) => msg,
+    };
+    let Some(h) = header(msg).filter(|h| plausible_header(msg, h)) else {
+        return Detect::No;
+    };
+    match Packet::parse(msg) {
+        Ok(packet) => {
+            record(&packet, &h, from_orig, true, info);
+            Detect::Yes(Protocol::DnsTcp)
+        }
+        Err(_) => Detect::No,
     }
 }
 
@@ -130,12 +150,23 @@ fn read_message(msg: &[u8], from_orig: bool, first: bool, info: &mut ContentInfo
     let Ok(packet) = Packet::parse(msg) else {
         return false;
     };
+    record(&packet, &h, from_orig, first, info)
+}
+
+/// [`read_message`] after the parse.
+fn record(
+    packet: &Packet<'_>,
+    h: &Header,
+    from_orig: bool,
+    first: bool,
+    info: &mut ContentInfo,
+) -> bool {
     if let Some(question) = packet.questions.first()
         && info.dns_query.is_none()
     {
-        let name = question.qname.to_string();
-        info.dns_query = Some(text(name.as_bytes(), TEXT_CAP));
-        info.server_name = info.dns_query.clone();
+        let name = name_text(&question.qname);
+        info.server_name = Some(name.clone());
+        info.dns_query = Some(name);
         info.dns_qtype = Some(qtype_name(question.qtype));
     }
     if !h.is_response {
@@ -149,47 +180,120 @@ fn read_message(msg: &[u8], from_orig: bool, first: bool, info: &mut ContentInfo
         && let Some(answer) = packet.answers.first()
     {
         // mDNS announcements carry no question: the first answer's name stands for it.
-        let name = answer.name.to_string();
-        info.dns_query = Some(text(name.as_bytes(), TEXT_CAP));
-        info.server_name = info.dns_query.clone();
+        let name = name_text(&answer.name);
+        info.server_name = Some(name.clone());
+        info.dns_query = Some(name);
     }
-    info.dns_answers = packet
-        .answers
-        .iter()
-        .take(MAX_DNS_ANSWERS)
-        .map(|answer| text(rdata_text(&answer.rdata).as_bytes(), TEXT_CAP))
-        .collect();
+    info.dns_answers.clear();
+    info.dns_answers.extend(
+        packet
+            .answers
+            .iter()
+            .take(MAX_DNS_ANSWERS)
+            .map(|answer| capped_text(rdata_text(&answer.rdata), TEXT_CAP)),
+    );
     true
+}
+
+/// A name as `Name`'s `Display` writes it (labels joined by `.`, each label's bytes as lossy
+/// UTF-8 with `.` and `\` escaped by a backslash), capped at [`TEXT_CAP`] bytes, written in
+/// one buffer.
+fn name_text(name: &Name<'_>) -> String {
+    let labels = name.get_labels();
+    let size: usize = labels.iter().map(|label| label.len() + 1).sum();
+    let mut out = String::with_capacity(size);
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        let label = String::from_utf8_lossy(label.as_ref());
+        if label.contains(['.', '\\']) {
+            for c in label.chars() {
+                if c == '.' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        } else {
+            out.push_str(&label);
+        }
+    }
+    capped_text(out, TEXT_CAP)
 }
 
 fn rdata_text(rdata: &RData<'_>) -> String {
     match rdata {
-        RData::A(a) => std::net::Ipv4Addr::from(a.address).to_string(),
+        RData::A(a) => ipv4_text(a.address),
         RData::AAAA(a) => std::net::Ipv6Addr::from(a.address).to_string(),
-        RData::CNAME(n) => n.0.to_string(),
-        RData::PTR(n) => n.0.to_string(),
-        RData::NS(n) => n.0.to_string(),
-        RData::MX(mx) => mx.exchange.to_string(),
+        RData::CNAME(n) => name_text(&n.0),
+        RData::PTR(n) => name_text(&n.0),
+        RData::NS(n) => name_text(&n.0),
+        RData::MX(mx) => name_text(&mx.exchange),
         RData::SRV(srv) => format!("{}:{}", srv.target, srv.port),
-        other => format!("{:?}", other.type_code()),
+        other => match common_type_name(other.type_code()) {
+            Some(name) => name.to_string(),
+            None => format!("{:?}", other.type_code()),
+        },
     }
 }
 
-fn qtype_name(qtype: QTYPE) -> String {
-    match qtype {
-        QTYPE::TYPE(t) => {
-            let name = format!("{t:?}");
-            match name.strip_prefix("Unknown(") {
-                Some(n) => format!("TYPE{}", n.trim_end_matches(')')),
-                None => name,
-            }
+/// Dotted-quad text of an IPv4 address (as `Ipv4Addr`'s `Display` writes it), without the
+/// formatting machinery.
+fn ipv4_text(address: u32) -> String {
+    let mut out = String::with_capacity(15);
+    for (i, octet) in address.to_be_bytes().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
         }
-        QTYPE::IXFR => "IXFR".to_string(),
-        QTYPE::AXFR => "AXFR".to_string(),
-        QTYPE::MAILB => "MAILB".to_string(),
-        QTYPE::MAILA => "MAILA".to_string(),
-        QTYPE::ANY => "ANY".to_string(),
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
+    out
+}
+
+/// The `Debug` name of the record types seen most, without formatting.
+fn common_type_name(t: TYPE) -> Option<&'static str> {
+    Some(match t {
+        TYPE::A => "A",
+        TYPE::AAAA => "AAAA",
+        TYPE::MX => "MX",
+        TYPE::TXT => "TXT",
+        TYPE::PTR => "PTR",
+        TYPE::CNAME => "CNAME",
+        TYPE::NS => "NS",
+        TYPE::SRV => "SRV",
+        TYPE::SOA => "SOA",
+        TYPE::HTTPS => "HTTPS",
+        TYPE::SVCB => "SVCB",
+        TYPE::OPT => "OPT",
+        TYPE::CAA => "CAA",
+        TYPE::DS => "DS",
+        TYPE::DNSKEY => "DNSKEY",
+        TYPE::RRSIG => "RRSIG",
+        TYPE::NSEC => "NSEC",
+        _ => return None,
+    })
+}
+
+fn qtype_name(qtype: QTYPE) -> String {
+    let name = match qtype {
+        QTYPE::TYPE(TYPE::Unknown(n)) => return format!("TYPE{n}"),
+        QTYPE::TYPE(t) => match common_type_name(t) {
+            Some(name) => name,
+            None => return format!("{t:?}"),
+        },
+        QTYPE::IXFR => "IXFR",
+        QTYPE::AXFR => "AXFR",
+        QTYPE::MAILB => "MAILB",
+        QTYPE::MAILA => "MAILA",
+        QTYPE::ANY => "ANY",
+    };
+    name.to_string()
 }
 
 fn rcode_name(rcode: RCODE) -> &'static str {
@@ -283,6 +387,45 @@ mod tests {
         let mut info = ContentInfo::default();
         assert!(!read_message(&msg, true, true, &mut info));
         assert_eq!(detect_datagram(&msg, Ports { orig: 1, resp: 53 }), None);
+    }
+
+    #[test]
+    fn short_forms_match_the_formatted_ones() {
+        for address in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            255,
+            0x0a00_0001,
+            0xc000_0250,
+            u32::MAX,
+        ] {
+            assert_eq!(
+                ipv4_text(address),
+                std::net::Ipv4Addr::from(address).to_string()
+            );
+        }
+        for code in 0..=300u16 {
+            let t = TYPE::from(code);
+            if let Some(name) = common_type_name(t) {
+                assert_eq!(name, format!("{t:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_written_as_the_parser_displays_them() {
+        // Labels with a dot, a backslash and invalid UTF-8, then a plain one: Display escapes
+        // dots and backslashes with a backslash and replaces invalid UTF-8 with U+FFFD.
+        let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(b"\x03a.b\x02\\\xff\x07example\x00\x00\x01\x00\x01");
+        let packet = Packet::parse(&msg).unwrap();
+        let name = &packet.questions[0].qname;
+        assert_eq!(name_text(name), name.to_string());
+        assert_eq!(name_text(name), "a\\.b.\\\\\u{fffd}.example");
     }
 
     #[test]

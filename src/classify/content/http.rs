@@ -53,7 +53,11 @@ pub(super) fn detect(view: &[u8], _from_orig: bool, _ports: Ports) -> Detect {
             continue;
         };
         if view.starts_with(method) && *after == b' ' {
-            // The request line must end in an HTTP/1.x version (rules out RTSP, SIP...).
+            // The request line must end in an HTTP/1.x version (rules out RTSP, SIP...). A
+            // complete first line that does is a request whatever httparse says of the rest.
+            if line_ends_with_http(view) {
+                return Detect::Yes(Protocol::Http);
+            }
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut request = httparse::Request::new(&mut headers);
             return match request.parse(view) {

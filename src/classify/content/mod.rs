@@ -123,6 +123,15 @@ pub(crate) fn text(bytes: &[u8], cap: usize) -> String {
     String::from_utf8_lossy(cut).into_owned()
 }
 
+/// [`text`] of a string already made: the string itself when it fits in `cap`.
+pub(crate) fn capped_text(s: String, cap: usize) -> String {
+    if s.len() <= cap {
+        s
+    } else {
+        text(s.as_bytes(), cap)
+    }
+}
+
 /// The protocols this module recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -324,11 +333,14 @@ impl ContentClassifier {
         let view: &[u8] = if in_prefix { &prefix } else { data };
 
         let mut keep_view = false;
+        // The DNS detector records the message it parsed: nothing is left to read from it.
+        let mut read_by_detector = false;
         if work.protocol.is_none() {
-            match detect_stream(view, from_orig, ports) {
+            match detect_stream(view, from_orig, ports, &mut work.info) {
                 Detect::Yes(protocol) => {
                     work.protocol = Some(protocol);
                     work.info.service = protocol.service();
+                    read_by_detector = protocol == Protocol::DnsTcp;
                 }
                 Detect::No => {
                     let (dir, _) = work.directions(from_orig);
@@ -338,7 +350,11 @@ impl ContentClassifier {
             }
         }
         if let Some(protocol) = work.protocol {
-            let progress = work.parse_stream(protocol, view, from_orig, ports);
+            let progress = if read_by_detector {
+                Progress::Done
+            } else {
+                work.parse_stream(protocol, view, from_orig, ports)
+            };
             keep_view = progress == Progress::NeedMore;
             if progress == Progress::Done {
                 let (dir, _) = work.directions(from_orig);
@@ -518,17 +534,17 @@ impl Work {
     }
 }
 
-/// Runs the stream detectors on the first bytes of one direction; the port's likely protocol
-/// first. `Yes` from any wins; `No` only when every detector says no.
-fn detect_stream(view: &[u8], from_orig: bool, ports: Ports) -> Detect {
+/// Runs the stream detectors on the first bytes of one direction. `Yes` from any wins; `No`
+/// only when every detector says no. DNS, tried last, records its message into `info` when it
+/// says `Yes` (see [`dns::detect_and_read_stream`]).
+fn detect_stream(view: &[u8], from_orig: bool, ports: Ports, info: &mut ContentInfo) -> Detect {
     type Detector = fn(&[u8], bool, Ports) -> Detect;
-    const DETECTORS: [Detector; 6] = [
+    const DETECTORS: [Detector; 5] = [
         tls::detect,
         http::detect,
         ssh::detect,
         banner::detect,
         netbios::detect_stream,
-        dns::detect_stream,
     ];
     let mut need_more = false;
     for detector in DETECTORS {
@@ -537,6 +553,11 @@ fn detect_stream(view: &[u8], from_orig: bool, ports: Ports) -> Detect {
             Detect::NeedMore => need_more = true,
             Detect::No => {}
         }
+    }
+    match dns::detect_and_read_stream(view, from_orig, ports, info) {
+        Detect::Yes(protocol) => return Detect::Yes(protocol),
+        Detect::NeedMore => need_more = true,
+        Detect::No => {}
     }
     if need_more {
         Detect::NeedMore

@@ -6,12 +6,14 @@
 //! several) and the JA4 client fingerprint, which QUIC's parser shares. Promise: a handshake
 //! message longer than the prefix cap is not read; nothing here panics on any bytes.
 
-use super::{ContentInfo, Detect, PREFIX_CAP, Ports, Progress, Protocol, TEXT_CAP, text};
+use super::{
+    ContentInfo, Detect, PREFIX_CAP, Ports, Progress, Protocol, TEXT_CAP, capped_text, text,
+};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use tls_parser::{
-    TlsExtension, parse_tls_extensions, parse_tls_handshake_client_hello,
+    TlsExtension, TlsVersion, parse_tls_extensions, parse_tls_handshake_client_hello,
     parse_tls_handshake_server_hello,
 };
 
@@ -190,31 +192,28 @@ pub(super) fn read_client_hello(body: &[u8], transport: char, info: &mut Content
     let Ok((_, hello)) = parse_tls_handshake_client_hello(body) else {
         return;
     };
-    let ciphers: Vec<u16> = hello.ciphers.iter().map(|c| c.0).collect();
     let raw_ext = hello.ext.unwrap_or_default();
-    let extension_types = extension_types(raw_ext);
     let mut sni = None;
-    let mut alpn: Vec<&[u8]> = Vec::new();
-    let mut versions: Vec<u16> = Vec::new();
-    let mut signature_algorithms: Vec<u16> = Vec::new();
-    if let Ok((_, extensions)) = parse_tls_extensions(raw_ext) {
-        for extension in extensions {
-            match extension {
-                TlsExtension::SNI(names) => {
-                    sni = names.iter().find(|(kind, _)| kind.0 == 0).map(|(_, n)| *n);
-                }
-                TlsExtension::ALPN(protocols) => alpn = protocols,
-                TlsExtension::SupportedVersions(list) => {
-                    versions = list.iter().map(|v| v.0).collect();
-                }
-                TlsExtension::SignatureAlgorithms(list) => signature_algorithms = list,
-                _ => {}
+    let mut alpn: &[&[u8]] = &[];
+    let mut versions: &[TlsVersion] = &[];
+    let mut signature_algorithms: &[u16] = &[];
+    let extensions = parse_tls_extensions(raw_ext)
+        .map(|(_, list)| list)
+        .unwrap_or_default();
+    for extension in &extensions {
+        match extension {
+            TlsExtension::SNI(names) => {
+                sni = names.iter().find(|(kind, _)| kind.0 == 0).map(|(_, n)| *n);
             }
+            TlsExtension::ALPN(protocols) => alpn = protocols,
+            TlsExtension::SupportedVersions(list) => versions = list,
+            TlsExtension::SignatureAlgorithms(list) => signature_algorithms = list,
+            _ => {}
         }
     }
     let offered = versions
         .iter()
-        .copied()
+        .map(|v| v.0)
         .filter(|v| !is_grease(*v))
         .max()
         .unwrap_or(hello.version.0);
@@ -223,7 +222,7 @@ pub(super) fn read_client_hello(body: &[u8], transport: char, info: &mut Content
         // (QUIC clients may also list TLS 1.3 drafts, 0x7fxx).
         info.tls_version = versions
             .iter()
-            .copied()
+            .map(|v| v.0)
             .filter(|v| !is_grease(*v) && v & 0xff00 != 0x7f00)
             .max()
             .and_then(version_name)
@@ -233,30 +232,42 @@ pub(super) fn read_client_hello(body: &[u8], transport: char, info: &mut Content
         info.server_name = Some(text(name, TEXT_CAP));
     }
     if !alpn.is_empty() {
-        let joined: Vec<Cow<'_, str>> = alpn.iter().map(|p| String::from_utf8_lossy(p)).collect();
-        info.tls_alpn = Some(text(joined.join(",").as_bytes(), TEXT_CAP));
+        let mut joined = String::with_capacity(alpn.iter().map(|p| p.len() + 1).sum());
+        for (i, protocol) in alpn.iter().enumerate() {
+            if i > 0 {
+                joined.push(',');
+            }
+            joined.push_str(&String::from_utf8_lossy(protocol));
+        }
+        info.tls_alpn = Some(capped_text(joined, TEXT_CAP));
     }
-    let has_sni = extension_types.contains(&EXT_SERVER_NAME);
+    let has_sni = ExtensionTypes(raw_ext).any(|t| t == EXT_SERVER_NAME);
     info.ja4 = Some(ja4(
         transport,
         offered,
         has_sni,
-        &ciphers,
-        &extension_types,
+        hello.ciphers.iter().map(|c| c.0),
+        ExtensionTypes(raw_ext),
         alpn.first().copied(),
-        &signature_algorithms,
+        signature_algorithms.iter().copied(),
     ));
 }
 
 /// Extension type numbers in the order sent (the raw block is walked so unknown ones count).
-fn extension_types(mut raw: &[u8]) -> Vec<u16> {
-    let mut types = Vec::new();
-    while let [a, b, c, d, rest @ ..] = raw {
-        types.push(u16::from_be_bytes([*a, *b]));
+#[derive(Clone)]
+struct ExtensionTypes<'a>(&'a [u8]);
+
+impl Iterator for ExtensionTypes<'_> {
+    type Item = u16;
+
+    fn next(&mut self) -> Option<u16> {
+        let [a, b, c, d, rest @ ..] = self.0 else {
+            return None;
+        };
         let len = usize::from(u16::from_be_bytes([*c, *d]));
-        raw = rest.get(len..).unwrap_or_default();
+        self.0 = rest.get(len..).unwrap_or_default();
+        Some(u16::from_be_bytes([*a, *b]))
     }
-    types
 }
 
 fn read_server_hello(body: &[u8], info: &mut ContentInfo) {
@@ -284,15 +295,16 @@ fn read_server_hello(body: &[u8], info: &mut ContentInfo) {
 /// present (`d`) or not (`i`), cipher and extension counts, first and last character of the
 /// first ALPN value; b = truncated SHA-256 of the sorted cipher list; c = truncated SHA-256 of
 /// the sorted extension list (without SNI and ALPN) and the signature algorithms in order.
-/// GREASE values are left out everywhere.
+/// GREASE values are left out everywhere. Built in one string: the lists are sorted in a stack
+/// buffer (in a heap one only past [`SORT_BUFFER`] values) and hashed as they are written.
 pub(super) fn ja4(
     transport: char,
     version: u16,
     has_sni: bool,
-    ciphers: &[u16],
-    extensions: &[u16],
+    ciphers: impl Iterator<Item = u16> + Clone,
+    extensions: impl Iterator<Item = u16> + Clone,
     first_alpn: Option<&[u8]>,
-    signature_algorithms: &[u16],
+    signature_algorithms: impl Iterator<Item = u16> + Clone,
 ) -> String {
     let version = match version {
         0x0304 => "13",
@@ -306,90 +318,109 @@ pub(super) fn ja4(
         0xfefc => "d3",
         _ => "00",
     };
-    let mut ciphers: Vec<u16> = ciphers.iter().copied().filter(|c| !is_grease(*c)).collect();
-    let extensions: Vec<u16> = extensions
-        .iter()
-        .copied()
-        .filter(|e| !is_grease(*e))
-        .collect();
-    let alpn = alpn_chars(first_alpn);
+    let ciphers = ciphers.filter(|c| !is_grease(*c));
+    let extensions = extensions.filter(|e| !is_grease(*e));
+    let [alpn_first, alpn_last] = alpn_chars(first_alpn);
     let mut out = String::with_capacity(36);
     let _ = write!(
         out,
-        "{transport}{version}{}{:02}{:02}{alpn}_",
+        "{transport}{version}{}{:02}{:02}{}{}_",
         if has_sni { 'd' } else { 'i' },
-        ciphers.len().min(99),
-        extensions.len().min(99),
+        ciphers.clone().count().min(99),
+        extensions.clone().count().min(99),
+        char::from(alpn_first),
+        char::from(alpn_last),
     );
-    ciphers.sort_unstable();
-    out.push_str(&truncated_hash(&hex_list(&ciphers)));
+    with_sorted(ciphers, |sorted| {
+        let mut hasher = Sha256::new();
+        hash_hex_list(&mut hasher, sorted.iter().copied());
+        push_truncated_hash(&mut out, (!sorted.is_empty()).then_some(hasher));
+    });
     out.push('_');
-    let mut hashed: Vec<u16> = extensions
-        .into_iter()
-        .filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN)
-        .collect();
-    hashed.sort_unstable();
-    let mut c_input = hex_list(&hashed);
-    let algorithms: Vec<u16> = signature_algorithms
-        .iter()
-        .copied()
-        .filter(|a| !is_grease(*a))
-        .collect();
-    if !algorithms.is_empty() {
-        c_input.push('_');
-        c_input.push_str(&hex_list(&algorithms));
-    }
-    if hashed.is_empty() && algorithms.is_empty() {
-        c_input.clear();
-    }
-    out.push_str(&truncated_hash(&c_input));
+    let hashed = extensions.filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN);
+    let algorithms = signature_algorithms.filter(|a| !is_grease(*a));
+    with_sorted(hashed, |sorted| {
+        let mut hasher = Sha256::new();
+        hash_hex_list(&mut hasher, sorted.iter().copied());
+        let has_algorithms = algorithms.clone().next().is_some();
+        if has_algorithms {
+            hasher.update(b"_");
+            hash_hex_list(&mut hasher, algorithms);
+        }
+        push_truncated_hash(
+            &mut out,
+            (!sorted.is_empty() || has_algorithms).then_some(hasher),
+        );
+    });
     out
 }
 
-fn alpn_chars(first_alpn: Option<&[u8]>) -> String {
-    let Some(value) = first_alpn.filter(|v| !v.is_empty()) else {
-        return "00".to_string();
-    };
-    let (first, last) = match (value.first(), value.last()) {
-        (Some(f), Some(l)) => (*f, *l),
-        _ => return "00".to_string(),
+/// Values sorted in a stack buffer this long; longer lists (never seen from real clients) take
+/// a heap one.
+const SORT_BUFFER: usize = 128;
+
+/// Calls `f` with `values` sorted.
+fn with_sorted(values: impl Iterator<Item = u16> + Clone, f: impl FnOnce(&[u16])) {
+    let mut stack = [0u16; SORT_BUFFER];
+    let mut n = 0;
+    for (slot, value) in stack.iter_mut().zip(values.clone()) {
+        *slot = value;
+        n += 1;
+    }
+    if n < SORT_BUFFER || values.clone().nth(SORT_BUFFER).is_none() {
+        let sorted = stack.get_mut(..n).unwrap_or_default();
+        sorted.sort_unstable();
+        f(sorted);
+    } else {
+        let mut heap: Vec<u16> = values.collect();
+        heap.sort_unstable();
+        f(&heap);
+    }
+}
+
+/// Hashes `values` as comma-separated four-digit lowercase hex.
+fn hash_hex_list(hasher: &mut Sha256, values: impl Iterator<Item = u16>) {
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            hasher.update(b",");
+        }
+        let digits = v.to_be_bytes();
+        hasher.update([
+            HEX[usize::from(digits[0] >> 4)],
+            HEX[usize::from(digits[0] & 0x0f)],
+            HEX[usize::from(digits[1] >> 4)],
+            HEX[usize::from(digits[1] & 0x0f)],
+        ]);
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// JA4's first and last character of the first ALPN value: the characters themselves when
+/// both are alphanumeric, else the first byte's high and the last byte's low hex digit; `00`
+/// without ALPN.
+fn alpn_chars(first_alpn: Option<&[u8]>) -> [u8; 2] {
+    let Some((first, last)) = first_alpn.and_then(|v| Some((*v.first()?, *v.last()?))) else {
+        return *b"00";
     };
     if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
-        let mut s = String::with_capacity(2);
-        s.push(char::from(first));
-        s.push(char::from(last));
-        s
+        [first, last]
     } else {
-        let hex = |n: u8| char::from(b"0123456789abcdef"[usize::from(n & 0x0f)]);
-        let mut s = String::with_capacity(2);
-        s.push(hex(first >> 4));
-        s.push(hex(last));
-        s
+        [HEX[usize::from(first >> 4)], HEX[usize::from(last & 0x0f)]]
     }
 }
 
-fn hex_list(values: &[u16]) -> String {
-    let mut s = String::with_capacity(values.len() * 5);
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(s, "{v:04x}");
-    }
-    s
-}
-
-/// First 12 hex digits of SHA-256, or twelve zeros for an empty list.
-fn truncated_hash(input: &str) -> String {
-    if input.is_empty() {
-        return "000000000000".to_string();
-    }
-    let digest = Sha256::digest(input.as_bytes());
-    let mut s = String::with_capacity(12);
+/// Appends the first 12 hex digits of the hash, or twelve zeros for an empty list (`None`).
+fn push_truncated_hash(out: &mut String, hasher: Option<Sha256>) {
+    let Some(hasher) = hasher else {
+        out.push_str("000000000000");
+        return;
+    };
+    let digest = hasher.finalize();
     for byte in digest.iter().take(6) {
-        let _ = write!(s, "{byte:02x}");
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-    s
 }
 
 #[cfg(test)]
@@ -428,7 +459,15 @@ pub(super) mod tests {
         let sigs = [
             0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
         ];
-        let fp = ja4('t', 0x0304, true, &ciphers, &extensions, Some(b"h2"), &sigs);
+        let fp = ja4(
+            't',
+            0x0304,
+            true,
+            ciphers.iter().copied(),
+            extensions.iter().copied(),
+            Some(b"h2"),
+            sigs.iter().copied(),
+        );
         assert_eq!(fp, "t13d1516h2_8daaf6152771_e5627efa2ab1");
     }
 
@@ -457,10 +496,10 @@ pub(super) mod tests {
 
     #[test]
     fn alpn_non_alphanumeric_uses_hex() {
-        assert_eq!(alpn_chars(Some(b"h2")), "h2");
-        assert_eq!(alpn_chars(Some(b"http/1.1")), "h1");
-        assert_eq!(alpn_chars(Some(&[0xab, 0xcd])), "ad");
-        assert_eq!(alpn_chars(None), "00");
+        assert_eq!(&alpn_chars(Some(b"h2")), b"h2");
+        assert_eq!(&alpn_chars(Some(b"http/1.1")), b"h1");
+        assert_eq!(&alpn_chars(Some(&[0xab, 0xcd])), b"ad");
+        assert_eq!(&alpn_chars(None), b"00");
     }
 
     fn feed_in_chunks(chunk: usize) -> ContentInfo {
