@@ -369,7 +369,17 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         skipped_files: capture_set.skipped_files,
         gap_threshold,
     });
-    let hidden = hidden.finish();
+    // With a spare core, the rows are sorted while the hidden-session verdicts are decided.
+    let hidden = match csv.as_mut() {
+        Some(writer) if options.threads > 1 => std::thread::scope(|scope| {
+            let deciding = scope.spawn(move || hidden.finish());
+            writer.sort_now();
+            deciding
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }),
+        _ => hidden.finish(),
+    };
     let (mut user_sessions, mut technology_sessions) = (0u64, 0u64);
     if let Some(mut writer) = csv.take() {
         writer.set_dataset_identity(&report::dataset::run_identity(

@@ -377,6 +377,11 @@ impl SessionCsvWriter {
             })
     }
 
+    /// Sorts the queued rows held in memory (see [`StartOrderBuffer::sort_now`]).
+    pub fn sort_now(&mut self) {
+        self.order.sort_now();
+    }
+
     /// Writes every queued row in start order to every format (empty label columns),
     /// completes the files and removes temporary runs.
     pub fn finish(self) -> Result<CsvStats, CsvError> {

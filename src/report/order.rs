@@ -222,6 +222,12 @@ impl StartOrderBuffer {
         })
     }
 
+    /// Sorts the rows held in memory now (finishing sorts them anyway; sorted rows make that
+    /// a single pass), so a caller with a spare core can do it beside other end-of-run work.
+    pub fn sort_now(&mut self) {
+        self.sort_in_memory();
+    }
+
     fn sort_in_memory(&mut self) {
         let arena = &self.arena;
         let row = |e: &Entry| arena.get(e);
