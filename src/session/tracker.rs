@@ -4,13 +4,13 @@
 //!
 //! Storage is a slab of sessions, a hash table of slot numbers (keys live in the sessions, so the
 //! table stays small enough for the cache), a compact per-slot array with the least-recently-active
-//! list for eviction and each session's expiry timer, and a timer wheel of capture time. Per
-//! packet there is no allocation once the tables have grown to the number of live sessions.
+//! list for eviction, and a wheel of per-slot expiry timers in capture time. Per packet there is
+//! no allocation once the tables have grown to the number of live sessions.
 
 use super::history::{History, Mark};
 use super::reassembly::{StreamId, StreamSink};
 use super::tcp::{Delivery, Segment, TcpSession};
-use super::timers::{Timer, TimerWheel};
+use super::timers::TimerWheel;
 use super::{
     Anomalies, ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence,
     SessionRecord, Uid,
@@ -162,16 +162,12 @@ struct Session {
     anomalies: Anomalies,
 }
 
-/// What the table keeps beside each slot's session, in a compact array: eviction order and
-/// expiry bookkeeping walk it without touching the (large) sessions.
+/// A slot's place in the least-recently-active list, kept beside the (large) sessions so that
+/// moving a session to the tail touches only this compact array.
 #[derive(Debug, Clone, Copy)]
-struct SlotMeta {
-    /// The deadline of the session's live timer (`i64::MAX` for none).
-    scheduled: i64,
-    /// Bumped when the slot's session ends, so that its timers go stale.
-    generation: u32,
-    lru_prev: u32,
-    lru_next: u32,
+struct LruLinks {
+    prev: u32,
+    next: u32,
 }
 
 /// Tracks every session of one packet stream.
@@ -182,7 +178,7 @@ pub struct SessionTracker {
     index: hashbrown::HashTable<u32>,
     hasher: ahash::RandomState,
     slots: Vec<Option<Session>>,
-    meta: Vec<SlotMeta>,
+    lru: Vec<LruLinks>,
     free: Vec<u32>,
     timers: TimerWheel,
     lru_head: u32,
@@ -261,7 +257,7 @@ impl SessionTracker {
             index: hashbrown::HashTable::new(),
             hasher: ahash::RandomState::new(),
             slots: Vec::new(),
-            meta: Vec::new(),
+            lru: Vec::new(),
             free: Vec::new(),
             timers: TimerWheel::new(),
             lru_head: NIL,
@@ -586,7 +582,7 @@ impl SessionTracker {
     pub fn finish(&mut self, emit: &mut impl FnMut(SessionRecord)) {
         let mut slot = self.lru_head;
         while slot != NIL {
-            let next = self.meta.get(slot as usize).map_or(NIL, |m| m.lru_next);
+            let next = self.lru.get(slot as usize).map_or(NIL, |l| l.next);
             self.finish_slot(slot, EndReason::CaptureEnd, emit);
             slot = next;
         }
@@ -672,18 +668,13 @@ impl SessionTracker {
             Some(s) => s,
             None => {
                 self.slots.push(None);
-                self.meta.push(SlotMeta {
-                    scheduled: i64::MAX,
-                    generation: 0,
-                    lru_prev: NIL,
-                    lru_next: NIL,
+                self.lru.push(LruLinks {
+                    prev: NIL,
+                    next: NIL,
                 });
                 u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
             }
         };
-        if let Some(m) = self.meta.get_mut(slot as usize) {
-            m.scheduled = i64::MAX;
-        }
         let session = Session {
             key,
             hash,
@@ -770,19 +761,10 @@ impl SessionTracker {
         deadline.0
     }
 
+    /// Sets the session's timer to `deadline` if that is earlier than its pending one; later
+    /// deadlines are found lazily when the earlier timer fires.
     fn schedule(&mut self, slot: u32, deadline: i64) {
-        let Some(m) = self.meta.get_mut(slot as usize) else {
-            return;
-        };
-        // Later deadlines are found lazily when the earlier timer fires.
-        if deadline < m.scheduled {
-            m.scheduled = deadline;
-            self.timers.schedule(Timer {
-                deadline,
-                slot,
-                generation: m.generation,
-            });
-        }
+        self.timers.set_earlier(slot, deadline);
     }
 
     fn advance_time(&mut self, ts: Timestamp, emit: &mut impl FnMut(SessionRecord)) {
@@ -791,22 +773,10 @@ impl SessionTracker {
         }
         let now = self.now.0;
         let close_delay = nanos(self.config.tcp_close_delay);
-        let meta = &self.meta;
-        // A timer is live while its session's generation and scheduled deadline still match.
-        let live = |t: &Timer| {
-            meta.get(t.slot as usize)
-                .is_some_and(|m| m.generation == t.generation && m.scheduled == t.deadline)
-        };
-        self.timers.advance(now, live);
-        while let Some(timer) = self.timers.pop_due(now) {
-            let Some(m) = self.meta.get(timer.slot as usize) else {
-                continue;
-            };
-            if m.generation != timer.generation || m.scheduled != timer.deadline {
-                continue;
-            }
-            let slot = timer.slot;
+        self.timers.advance(now);
+        while let Some((_, slot)) = self.timers.pop_due(now) {
             let Some(s) = self.session(slot) else {
+                self.timers.cancel(slot);
                 continue;
             };
             let current = self.deadline_of(slot, close_delay);
@@ -820,13 +790,8 @@ impl SessionTracker {
                     _ => EndReason::Inactive,
                 };
                 self.finish_slot(slot, reason, emit);
-            } else if let Some(m) = self.meta.get_mut(slot as usize) {
-                m.scheduled = current;
-                self.timers.schedule(Timer {
-                    deadline: current,
-                    slot,
-                    generation: m.generation,
-                });
+            } else {
+                self.timers.set(slot, current);
             }
         }
     }
@@ -867,10 +832,7 @@ impl SessionTracker {
         record.content = content;
         let hash = session.hash;
         *entry = None;
-        if let Some(m) = self.meta.get_mut(slot as usize) {
-            m.generation = m.generation.wrapping_add(1);
-            m.scheduled = i64::MAX;
-        }
+        self.timers.cancel(slot);
         self.free.push(slot);
         if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
             found.remove();
@@ -887,22 +849,24 @@ impl SessionTracker {
     }
 
     fn lru_unlink(&mut self, slot: u32) {
-        let Some(m) = self.meta.get_mut(slot as usize) else {
+        let Some(links) = self.lru.get_mut(slot as usize) else {
             return;
         };
-        let (prev, next) = (m.lru_prev, m.lru_next);
-        m.lru_prev = NIL;
-        m.lru_next = NIL;
+        let LruLinks { prev, next } = *links;
+        *links = LruLinks {
+            prev: NIL,
+            next: NIL,
+        };
         if prev != NIL {
-            if let Some(p) = self.meta.get_mut(prev as usize) {
-                p.lru_next = next;
+            if let Some(p) = self.lru.get_mut(prev as usize) {
+                p.next = next;
             }
         } else if self.lru_head == slot {
             self.lru_head = next;
         }
         if next != NIL {
-            if let Some(n) = self.meta.get_mut(next as usize) {
-                n.lru_prev = prev;
+            if let Some(n) = self.lru.get_mut(next as usize) {
+                n.prev = prev;
             }
         } else if self.lru_tail == slot {
             self.lru_tail = prev;
@@ -911,13 +875,15 @@ impl SessionTracker {
 
     fn lru_push_tail(&mut self, slot: u32) {
         let tail = self.lru_tail;
-        if let Some(m) = self.meta.get_mut(slot as usize) {
-            m.lru_prev = tail;
-            m.lru_next = NIL;
+        if let Some(links) = self.lru.get_mut(slot as usize) {
+            *links = LruLinks {
+                prev: tail,
+                next: NIL,
+            };
         }
         if tail != NIL {
-            if let Some(t) = self.meta.get_mut(tail as usize) {
-                t.lru_next = slot;
+            if let Some(t) = self.lru.get_mut(tail as usize) {
+                t.next = slot;
             }
         } else {
             self.lru_head = slot;
