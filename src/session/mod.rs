@@ -8,6 +8,7 @@
 mod history;
 pub mod reassembly;
 mod tcp;
+mod timers;
 mod tracker;
 mod uid;
 

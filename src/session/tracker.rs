@@ -2,13 +2,15 @@
 //! rules, and ends sessions by Zeek's timers (driven by capture time), by port reuse, by the
 //! cap on live sessions, or at the end of the capture.
 //!
-//! Storage is a slab of sessions indexed from a hash map, an intrusive least-recently-active list
-//! for eviction, and a min-heap of deadlines for expiry. Per packet there is no allocation once
-//! the tables have grown to the number of live sessions.
+//! Storage is a slab of sessions, a hash table of slot numbers (keys live in the sessions, so the
+//! table stays small enough for the cache), a compact per-slot array with the least-recently-active
+//! list for eviction, and a wheel of per-slot expiry timers in capture time. Per packet there is
+//! no allocation once the tables have grown to the number of live sessions.
 
 use super::history::{History, Mark};
 use super::reassembly::{StreamId, StreamSink};
 use super::tcp::{Delivery, Segment, TcpSession};
+use super::timers::TimerWheel;
 use super::{
     Anomalies, ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence,
     SessionRecord, Uid,
@@ -17,8 +19,7 @@ use crate::capture::Timestamp;
 use crate::classify::ContentClassifier;
 use crate::config::TrackerConfig;
 use crate::decode::{self, ChecksumVerdict, IpPacket, Transport};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -63,32 +64,61 @@ fn icmp_ports(v6: bool, icmp_type: u8, code: u8) -> (u16, u16, bool) {
     }
 }
 
-/// A direction-independent session key (one-way ICMP keeps its direction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A direction-independent session key (one-way ICMP keeps its direction), with addresses as
+/// plain bytes so that comparing and hashing it is a few word operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlowKey {
-    a: IpAddr,
-    b: IpAddr,
+    a: [u8; 16],
+    b: [u8; 16],
     a_port: u16,
     b_port: u16,
     ip_proto: u8,
     depth: u8,
+    v6: bool,
+}
+
+fn address_bytes(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)).to_ne_bytes(),
+        IpAddr::V6(a) => a.octets(),
+    }
 }
 
 impl FlowKey {
-    fn new(src: Endpoint, dst: Endpoint, ip_proto: u8, depth: u8, one_way: bool) -> FlowKey {
-        let (first, second) = if one_way || (src.addr, src.port) <= (dst.addr, dst.port) {
-            (src, dst)
-        } else {
-            (dst, src)
-        };
-        FlowKey {
-            a: first.addr,
-            b: second.addr,
+    /// The key, and whether `src` is its `b` side.
+    fn new(
+        src: Endpoint,
+        dst: Endpoint,
+        ip_proto: u8,
+        depth: u8,
+        one_way: bool,
+    ) -> (FlowKey, bool) {
+        let swapped = !one_way && (src.addr, src.port) > (dst.addr, dst.port);
+        let (first, second) = if swapped { (dst, src) } else { (src, dst) };
+        let key = FlowKey {
+            a: address_bytes(first.addr),
+            b: address_bytes(second.addr),
             a_port: first.port,
             b_port: second.port,
             ip_proto,
             depth,
-        }
+            v6: first.addr.is_ipv6(),
+        };
+        (key, swapped)
+    }
+}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.a));
+        state.write_u128(u128::from_ne_bytes(self.b));
+        state.write_u64(
+            u64::from(self.a_port)
+                | (u64::from(self.b_port) << 16)
+                | (u64::from(self.ip_proto) << 32)
+                | (u64::from(self.depth) << 40)
+                | (u64::from(self.v6) << 48),
+        );
     }
 }
 
@@ -106,6 +136,8 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug)]
 struct Session {
     key: FlowKey,
+    /// The key's hash in the index.
+    hash: u64,
     orig: Endpoint,
     resp: Endpoint,
     proto: Proto,
@@ -128,22 +160,27 @@ struct Session {
     /// showed an evader doing outside TCP's own state (TTL changes, fragment overlaps).
     first_ttl: [Option<u8>; 2],
     anomalies: Anomalies,
-    /// The deadline of this session's live heap entry.
-    scheduled: i64,
-    generation: u32,
-    lru_prev: u32,
-    lru_next: u32,
+}
+
+/// A slot's place in the least-recently-active list, kept beside the (large) sessions so that
+/// moving a session to the tail touches only this compact array.
+#[derive(Debug, Clone, Copy)]
+struct LruLinks {
+    prev: u32,
+    next: u32,
 }
 
 /// Tracks every session of one packet stream.
 pub struct SessionTracker {
     config: TrackerConfig,
     stats: TrackerStats,
-    index: hashbrown::HashMap<FlowKey, u32, ahash::RandomState>,
+    /// Slots of the live sessions, by their key's hash (the key is the session's).
+    index: hashbrown::HashTable<u32>,
+    hasher: ahash::RandomState,
     slots: Vec<Option<Session>>,
-    generations: Vec<u32>,
+    lru: Vec<LruLinks>,
     free: Vec<u32>,
-    deadlines: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    timers: TimerWheel,
     lru_head: u32,
     lru_tail: u32,
     live: usize,
@@ -217,11 +254,12 @@ impl SessionTracker {
         SessionTracker {
             config,
             stats: TrackerStats::default(),
-            index: hashbrown::HashMap::with_hasher(ahash::RandomState::new()),
+            index: hashbrown::HashTable::new(),
+            hasher: ahash::RandomState::new(),
             slots: Vec::new(),
-            generations: Vec::new(),
+            lru: Vec::new(),
             free: Vec::new(),
-            deadlines: BinaryHeap::new(),
+            timers: TimerWheel::new(),
             lru_head: NIL,
             lru_tail: NIL,
             live: 0,
@@ -309,9 +347,10 @@ impl SessionTracker {
             addr: dst_ip,
             port: dst_port,
         };
-        let key = FlowKey::new(src, dst, packet.protocol, packet.depth, one_way);
+        let (key, src_is_b) = FlowKey::new(src, dst, packet.protocol, packet.depth, one_way);
+        let hash = self.hasher.hash_one(key);
 
-        let mut slot = self.index.get(&key).copied();
+        let mut slot = self.lookup(&key, hash);
         if let (Some(s), Transport::Tcp { flags, seq, .. }) = (slot, packet.transport) {
             let reuse = match self.slots.get_mut(s as usize).and_then(Option::as_mut) {
                 Some(sess) => {
@@ -336,7 +375,7 @@ impl SessionTracker {
         }
         let slot = match slot {
             Some(s) => s,
-            None => self.create(key, src, dst, proto, packet, ts, emit),
+            None => self.create(key, hash, src, dst, proto, packet, ts, emit),
         };
 
         self.touch_lru(slot);
@@ -378,7 +417,7 @@ impl SessionTracker {
             stats.pkts += 1;
             stats.ip_bytes += ip_len;
         }
-        note_packet_anomalies(session, src, packet);
+        note_packet_anomalies(session, usize::from(src_is_b), packet);
         let mut touch = true;
         let identity = SessionIdentity::of(session);
         match (&mut session.state, packet.transport) {
@@ -478,8 +517,8 @@ impl SessionTracker {
             addr: quoted.dst,
             port: quoted.dst_port,
         };
-        let key = FlowKey::new(src, dst, quoted.protocol, depth, false);
-        let Some(&quoted_slot) = self.index.get(&key) else {
+        let (key, _) = FlowKey::new(src, dst, quoted.protocol, depth, false);
+        let Some(quoted_slot) = self.lookup(&key, self.hasher.hash_one(key)) else {
             return;
         };
         if quoted_slot == icmp_slot {
@@ -543,21 +582,35 @@ impl SessionTracker {
     pub fn finish(&mut self, emit: &mut impl FnMut(SessionRecord)) {
         let mut slot = self.lru_head;
         while slot != NIL {
-            let next = self.session(slot).map_or(NIL, |s| s.lru_next);
+            let next = self.lru.get(slot as usize).map_or(NIL, |l| l.next);
             self.finish_slot(slot, EndReason::CaptureEnd, emit);
             slot = next;
         }
-        self.deadlines.clear();
+        self.timers.clear();
     }
 
     fn session(&self, slot: u32) -> Option<&Session> {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
+    /// The slot of the live session with `key` (whose hash is `hash`).
+    fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&s| {
+                slots
+                    .get(s as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|session| session.key == *key)
+            })
+            .copied()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create(
         &mut self,
         key: FlowKey,
+        hash: u64,
         src: Endpoint,
         dst: Endpoint,
         proto: Proto,
@@ -615,13 +668,16 @@ impl SessionTracker {
             Some(s) => s,
             None => {
                 self.slots.push(None);
-                self.generations.push(0);
+                self.lru.push(LruLinks {
+                    prev: NIL,
+                    next: NIL,
+                });
                 u32::try_from(self.slots.len() - 1).unwrap_or(NIL)
             }
         };
-        let generation = self.generations.get(slot as usize).copied().unwrap_or(0);
         let session = Session {
             key,
+            hash,
             orig,
             resp,
             proto,
@@ -639,15 +695,17 @@ impl SessionTracker {
                 .then(|| ContentClassifier::new(proto, orig.port, resp.port)),
             first_ttl: [None, None],
             anomalies: Anomalies::default(),
-            scheduled: i64::MAX,
-            generation,
-            lru_prev: NIL,
-            lru_next: NIL,
         };
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             *entry = Some(session);
         }
-        self.index.insert(key, slot);
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| {
+            slots
+                .get(s as usize)
+                .and_then(Option::as_ref)
+                .map_or(0, |session| session.hash)
+        });
         self.lru_push_tail(slot);
         self.live += 1;
         self.stats.sessions_started += 1;
@@ -703,15 +761,10 @@ impl SessionTracker {
         deadline.0
     }
 
+    /// Sets the session's timer to `deadline` if that is earlier than its pending one; later
+    /// deadlines are found lazily when the earlier timer fires.
     fn schedule(&mut self, slot: u32, deadline: i64) {
-        let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
-            return;
-        };
-        // Later deadlines are found lazily when the earlier heap entry pops.
-        if deadline < s.scheduled {
-            s.scheduled = deadline;
-            self.deadlines.push(Reverse((deadline, slot, s.generation)));
-        }
+        self.timers.set_earlier(slot, deadline);
     }
 
     fn advance_time(&mut self, ts: Timestamp, emit: &mut impl FnMut(SessionRecord)) {
@@ -720,17 +773,12 @@ impl SessionTracker {
         }
         let now = self.now.0;
         let close_delay = nanos(self.config.tcp_close_delay);
-        while let Some(&Reverse((deadline, slot, generation))) = self.deadlines.peek() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop();
+        self.timers.advance(now);
+        while let Some((_, slot)) = self.timers.pop_due(now) {
             let Some(s) = self.session(slot) else {
+                self.timers.cancel(slot);
                 continue;
             };
-            if s.generation != generation || s.scheduled != deadline {
-                continue;
-            }
             let current = self.deadline_of(slot, close_delay);
             if current <= now {
                 let reason = match s.state {
@@ -742,19 +790,22 @@ impl SessionTracker {
                     _ => EndReason::Inactive,
                 };
                 self.finish_slot(slot, reason, emit);
-            } else if let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
-                s.scheduled = current;
-                self.deadlines.push(Reverse((current, slot, s.generation)));
+            } else {
+                self.timers.set(slot, current);
             }
         }
     }
 
     fn finish_slot(&mut self, slot: u32, reason: EndReason, emit: &mut impl FnMut(SessionRecord)) {
         self.lru_unlink(slot);
-        let Some(mut session) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+        // The session is read where it lies and dropped there: it is large, moving it costs.
+        let Some(entry) = self.slots.get_mut(slot as usize) else {
             return;
         };
-        let identity = SessionIdentity::of(&session);
+        let Some(session) = entry.as_mut() else {
+            return;
+        };
+        let identity = SessionIdentity::of(session);
         if let ProtoState::Tcp(tcp) = &mut session.state {
             let content = &mut session.content;
             let mut streams = self.streams.as_mut();
@@ -777,14 +828,16 @@ impl SessionTracker {
             .take()
             .and_then(ContentClassifier::finish)
             .map(Box::new);
-        if let Some(g) = self.generations.get_mut(slot as usize) {
-            *g = g.wrapping_add(1);
-        }
-        self.free.push(slot);
-        self.index.remove(&session.key);
-        self.live = self.live.saturating_sub(1);
-        let mut record = record_of(&session, reason);
+        let mut record = record_of(session, reason);
         record.content = content;
+        let hash = session.hash;
+        *entry = None;
+        self.timers.cancel(slot);
+        self.free.push(slot);
+        if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
+            found.remove();
+        }
+        self.live = self.live.saturating_sub(1);
         emit(record);
     }
 
@@ -796,38 +849,41 @@ impl SessionTracker {
     }
 
     fn lru_unlink(&mut self, slot: u32) {
-        let Some((prev, next)) = self.session(slot).map(|s| (s.lru_prev, s.lru_next)) else {
+        let Some(links) = self.lru.get_mut(slot as usize) else {
             return;
         };
+        let LruLinks { prev, next } = *links;
+        *links = LruLinks {
+            prev: NIL,
+            next: NIL,
+        };
         if prev != NIL {
-            if let Some(p) = self.slots.get_mut(prev as usize).and_then(Option::as_mut) {
-                p.lru_next = next;
+            if let Some(p) = self.lru.get_mut(prev as usize) {
+                p.next = next;
             }
         } else if self.lru_head == slot {
             self.lru_head = next;
         }
         if next != NIL {
-            if let Some(n) = self.slots.get_mut(next as usize).and_then(Option::as_mut) {
-                n.lru_prev = prev;
+            if let Some(n) = self.lru.get_mut(next as usize) {
+                n.prev = prev;
             }
         } else if self.lru_tail == slot {
             self.lru_tail = prev;
-        }
-        if let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
-            s.lru_prev = NIL;
-            s.lru_next = NIL;
         }
     }
 
     fn lru_push_tail(&mut self, slot: u32) {
         let tail = self.lru_tail;
-        if let Some(s) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
-            s.lru_prev = tail;
-            s.lru_next = NIL;
+        if let Some(links) = self.lru.get_mut(slot as usize) {
+            *links = LruLinks {
+                prev: tail,
+                next: NIL,
+            };
         }
         if tail != NIL {
-            if let Some(t) = self.slots.get_mut(tail as usize).and_then(Option::as_mut) {
-                t.lru_next = slot;
+            if let Some(t) = self.lru.get_mut(tail as usize) {
+                t.next = slot;
             }
         } else {
             self.lru_head = slot;
@@ -835,10 +891,8 @@ impl SessionTracker {
         self.lru_tail = slot;
     }
 }
-
-/// Counts a packet's TTL change within its direction and its fragments' overlaps.
-fn note_packet_anomalies(session: &mut Session, src: Endpoint, packet: &IpPacket<'_>) {
-    let side = usize::from(src.addr != session.key.a || src.port != session.key.a_port);
+/// Counts a packet's TTL change within its direction (`side` 0 is the key's `a` side) and its fragments' overlaps.
+fn note_packet_anomalies(session: &mut Session, side: usize, packet: &IpPacket<'_>) {
     if let Some(first) = session.first_ttl.get_mut(side)
         && *first.get_or_insert(packet.ttl) != packet.ttl
     {
