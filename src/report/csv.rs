@@ -225,20 +225,20 @@ impl RowFormatter {
             start.div_euclid(1_000_000),
             start.rem_euclid(1_000_000) as u64,
         );
-        text_field(out, r.uid.as_str());
-        text_field(out, community_id.as_str());
+        plain_field(out, r.uid.as_str());
+        plain_field(out, community_id.as_str());
         addr_field(out, r.orig.addr);
         int_field(out, r.orig.port);
         addr_field(out, r.resp.addr);
         int_field(out, r.resp.port);
-        text_field(out, r.proto.as_str());
+        plain_field(out, r.proto.as_str());
         text_field(out, r.service.unwrap_or(""));
         out.push(b',');
         let duration = round_to_micros(r.duration_nanos());
         seconds_with_micros(out, duration / 1_000_000, duration % 1_000_000);
         int_field(out, r.orig_stats.bytes);
         int_field(out, r.resp_stats.bytes);
-        text_field(out, r.conn_state.as_str());
+        plain_field(out, r.conn_state.as_str());
         int_field(out, r.missed_bytes);
         text_field(out, history);
         int_field(out, r.orig_stats.pkts);
@@ -246,10 +246,10 @@ impl RowFormatter {
         int_field(out, r.resp_stats.pkts);
         int_field(out, r.resp_stats.ip_bytes);
         int_field(out, r.ip_proto);
-        text_field(out, r.service_evidence.as_str());
-        text_field(out, r.end_reason.as_str());
+        plain_field(out, r.service_evidence.as_str());
+        plain_field(out, r.end_reason.as_str());
         int_field(out, r.tunnel_depth);
-        text_field(out, r.related_uid.as_ref().map_or("", |uid| uid.as_str()));
+        plain_field(out, r.related_uid.as_ref().map_or("", |uid| uid.as_str()));
         write_content_fields(out, r.content.as_deref());
         if empty_labels {
             for _ in 0..LABEL_COLUMNS {
@@ -501,6 +501,14 @@ fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
     text_field(out, text(&c.ssdp_target));
 }
 
+/// `,` then a field that never needs quoting by construction (uids, Community IDs and names
+/// from a fixed set), without scanning it.
+fn plain_field(out: &mut Vec<u8>, field: &str) {
+    debug_assert!(!needs_quotes(field), "{field:?} needs quoting");
+    out.push(b',');
+    out.extend_from_slice(field.as_bytes());
+}
+
 /// `,` then the field, quoted when it must be.
 fn text_field(out: &mut Vec<u8>, field: &str) {
     out.push(b',');
@@ -573,9 +581,10 @@ pub type RowLabeller<'a> = dyn FnMut(&[u8], &[u8]) -> (String, String) + 'a;
 
 /// Whether the csv crate would quote `field`: it holds a comma, a quote or a line break.
 fn needs_quotes(field: &str) -> bool {
+    // All four are below `-`: one comparison rules out most bytes.
     field
         .bytes()
-        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+        .any(|b| b < b'-' && matches!(b, b',' | b'"' | b'\r' | b'\n'))
 }
 
 /// Appends `field`, quoted as the csv crate quotes (only when it holds a comma, a quote or a
