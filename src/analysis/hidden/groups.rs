@@ -2,7 +2,7 @@
 //!
 //! Most groups of a large capture (refused connections, scans, one-off lookups) have a single
 //! session. Such a group holds one fixed [`Slot`] (72 bytes, plus about 8 for the index): its
-//! key, start, sizes, service (as a small number) and whether the session was a keep-alive; no
+//! key, start, sizes, service (a number) and whether the session was a keep-alive; no
 //! series and no string (the first server name seen, when there is one, is kept in a shared list).
 //! A group gets its full state ([`Repeat`]: session count, latest start, keep-alive count and a
 //! [`Series`] of starts) on its second session. Slots live in fixed chunks, so the table grows
@@ -14,6 +14,7 @@ use super::GroupKey;
 use super::periodicity::Sample;
 use super::series::{Budget, Series};
 use crate::capture::Timestamp;
+use ahash::AHashMap;
 use hashbrown::HashTable;
 
 /// Slots per chunk (about 288 kB).
@@ -32,10 +33,24 @@ struct Slot {
     name: u32,
     /// Index in [`Groups::repeats`] once the group has a second session, or [`NONE`].
     repeat: u32,
-    /// 1 + index in [`Groups::services`], 0 for none.
-    service: u8,
-    /// Whether the group's first session was a keep-alive.
-    first_keepalive: bool,
+    /// Low 15 bits: 1 + index in [`Groups::services`], 0 for none; top bit: whether the
+    /// group's first session was a keep-alive.
+    service_keepalive: u16,
+}
+
+/// The top bit of [`Slot::service_keepalive`].
+const FIRST_KEEPALIVE: u16 = 1 << 15;
+/// Service numbers go up to this (the program's service names are fewer: IANA's, a few thousand).
+const MAX_SERVICE_NUMBER: u16 = FIRST_KEEPALIVE - 1;
+
+impl Slot {
+    fn service_number(&self) -> u16 {
+        self.service_keepalive & MAX_SERVICE_NUMBER
+    }
+
+    fn first_keepalive(&self) -> bool {
+        self.service_keepalive & FIRST_KEEPALIVE != 0
+    }
 }
 
 /// What a group with more than one session adds.
@@ -84,6 +99,7 @@ pub(super) struct Groups {
     repeats: Vec<Repeat>,
     names: Vec<Box<str>>,
     services: Vec<&'static str>,
+    service_numbers: AHashMap<&'static str, u16>,
 }
 
 impl Groups {
@@ -97,6 +113,7 @@ impl Groups {
             repeats: Vec::new(),
             names: Vec::new(),
             services: Vec::new(),
+            service_numbers: AHashMap::new(),
         }
     }
 
@@ -124,17 +141,18 @@ impl Groups {
             .copied()
     }
 
-    fn service_number(&mut self, service: Option<&'static str>) -> u8 {
+    fn service_number(&mut self, service: Option<&'static str>) -> u16 {
         let Some(service) = service else {
             return 0;
         };
-        if let Some(i) = self.services.iter().position(|s| *s == service) {
-            return u8::try_from(i + 1).unwrap_or(0);
+        if let Some(n) = self.service_numbers.get(service) {
+            return *n;
         }
-        // Service names are the program's own constants: a few dozen at most.
-        match u8::try_from(self.services.len() + 1) {
-            Ok(n) => {
+        // Service names are the program's own constants, so the table stays small.
+        match u16::try_from(self.services.len() + 1) {
+            Ok(n) if n <= MAX_SERVICE_NUMBER => {
                 self.services.push(service);
+                self.service_numbers.insert(service, n);
                 n
             }
             _ => 0,
@@ -158,7 +176,7 @@ impl Groups {
         };
         let Some((repeat_index, slot_name, slot_service)) = self
             .slot(index)
-            .map(|slot| (slot.repeat, slot.name, slot.service))
+            .map(|slot| (slot.repeat, slot.name, slot.service_number()))
         else {
             return true;
         };
@@ -188,7 +206,7 @@ impl Groups {
             let repeat = Repeat {
                 sessions: 1,
                 last: slot.first,
-                keepalives: u64::from(slot.first_keepalive),
+                keepalives: u64::from(slot.first_keepalive()),
                 series,
             };
             let Ok(n) = u32::try_from(self.repeats.len()) else {
@@ -204,7 +222,7 @@ impl Groups {
         };
         slot.repeat = repeat_index;
         slot.name = name;
-        slot.service = service;
+        slot.service_keepalive = (slot.service_keepalive & FIRST_KEEPALIVE) | service;
         slot.first = slot.first.min(s.start.0);
         slot.orig_bytes = slot.orig_bytes.saturating_add(s.orig_bytes);
         slot.resp_bytes = slot.resp_bytes.saturating_add(s.resp_bytes);
@@ -240,8 +258,8 @@ impl Groups {
             resp_bytes: s.resp_bytes,
             name: self.name_number(s.server_name),
             repeat: NONE,
-            service: self.service_number(s.service),
-            first_keepalive: s.keepalive,
+            service_keepalive: self.service_number(s.service)
+                | if s.keepalive { FIRST_KEEPALIVE } else { 0 },
         };
         let Some(chunk) = self.chunks.last_mut() else {
             return false;
@@ -276,9 +294,9 @@ impl Groups {
             last: Timestamp(repeat.map_or(slot.first, |r| r.last)),
             orig_bytes: slot.orig_bytes,
             resp_bytes: slot.resp_bytes,
-            keepalives: repeat.map_or(u64::from(slot.first_keepalive), |r| r.keepalives),
+            keepalives: repeat.map_or(u64::from(slot.first_keepalive()), |r| r.keepalives),
             service: slot
-                .service
+                .service_number()
                 .checked_sub(1)
                 .and_then(|i| self.services.get(usize::from(i)))
                 .copied(),
@@ -389,6 +407,24 @@ mod tests {
         );
         assert!(groups.series(1).is_none());
         assert_eq!(groups.indices(), 0..2);
+    }
+
+    #[test]
+    fn thousands_of_service_names_are_kept_apart() {
+        let names: Vec<&'static str> = (0..5000)
+            .map(|i| &*Box::leak(format!("svc{i}").into_boxed_str()))
+            .collect();
+        let mut groups = Groups::new(10_000);
+        let mut budget = budget();
+        for (port, name) in names.iter().enumerate() {
+            let s = session(1, None, Some(name));
+            assert!(groups.observe(key(port as u16), &s, &mut budget));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let group = groups.get(i as u32).unwrap();
+            assert_eq!(group.service, Some(*name));
+            assert_eq!(group.keepalives, 0);
+        }
     }
 
     #[test]

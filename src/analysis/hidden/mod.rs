@@ -8,16 +8,18 @@
 //! carries. The rules and their order are in docs/initiators.md.
 //!
 //! Memory follows the number of groups, never the number of sessions: at most [`MAX_GROUPS`]
-//! (host, destination, port, protocol) groups of fixed size (counters, about 130 bytes with the
-//! table's share, plus the first server name seen); a group with more than one session gets a
-//! [`series::Series`] of its starts, of fixed size too: its latest [`series::RECENT_STARTS`]
-//! starts (16 bytes each), at most [`MAX_STARTS_TOTAL`] over all groups (16 MB), and, for the
-//! series longer than that, two fixed sketches of the intervals and sizes
-//! ([`series::MAX_SERIES_BYTES`] in all, about 6.5 kB), for at most [`MAX_SKETCHED_SERIES`]
-//! series (about 27 MB). With [`MAX_DNS_PAIRS`] remembered DNS answers (a name each) and the
-//! labeller's one small entry per originating host (at most [`label::MAX_HOSTS`]), the analysis
-//! stays under about 120 MB whatever the input; on real traffic it is a few MB. Sessions beyond
-//! the group cap are still labelled by the per-session rules; the report counts them. Per session
+//! (host, destination, port, protocol) groups. A group of one session (most of them: refused
+//! connections, scans) is one fixed 72-byte slot plus its index share (groups.rs); from its
+//! second session on a group also holds a count, its latest start and a [`series::Series`] of its
+//! starts, of fixed size too: its latest [`series::RECENT_STARTS`] starts (16 bytes each), at
+//! most [`MAX_STARTS_TOTAL`] over all groups (16 MB), and, for the series longer than that, two
+//! fixed sketches of the intervals and sizes ([`series::MAX_SERIES_BYTES`] in all, about
+//! 6.5 kB), for at most [`MAX_SKETCHED_SERIES`] series (about 27 MB). [`HiddenAnalyzer::finish`]
+//! builds maps only for the groups with a name, a verdict or enough sessions for the idle rule.
+//! With [`MAX_DNS_PAIRS`] remembered DNS answers (a name each) and the labeller's one small
+//! entry per originating host (at most [`label::MAX_HOSTS`]), the analysis stays under about
+//! 100 MB whatever the input; on real traffic it is a few MB. Sessions beyond the group cap are
+//! still labelled by the per-session rules; the report counts them. Per session
 //! nothing else is kept here: the sketch travels with the sessions.csv row.
 
 pub mod catalogue;
