@@ -8,19 +8,22 @@
 //! carries. The rules and their order are in docs/initiators.md.
 //!
 //! Memory follows the number of groups, never the number of sessions: at most [`MAX_GROUPS`]
-//! (host, destination, port, protocol) groups of fixed size (counters, about 130 bytes with the
-//! table's share, plus the first server name seen); a group with more than one session gets a
-//! [`series::Series`] of its starts, of fixed size too: its latest [`series::RECENT_STARTS`]
-//! starts (16 bytes each), at most [`MAX_STARTS_TOTAL`] over all groups (16 MB), and, for the
-//! series longer than that, two fixed sketches of the intervals and sizes
-//! ([`series::MAX_SERIES_BYTES`] in all, about 6.5 kB), for at most [`MAX_SKETCHED_SERIES`]
-//! series (about 27 MB). With [`MAX_DNS_PAIRS`] remembered DNS answers (a name each) and the
-//! labeller's one small entry per originating host (at most [`label::MAX_HOSTS`]), the analysis
-//! stays under about 120 MB whatever the input; on real traffic it is a few MB. Sessions beyond
-//! the group cap are still labelled by the per-session rules; the report counts them. Per session
+//! (host, destination, port, protocol) groups. A group of one session (most of them: refused
+//! connections, scans) is one fixed 72-byte slot plus its index share (groups.rs); from its
+//! second session on a group also holds a count, its latest start and a [`series::Series`] of its
+//! starts, of fixed size too: its latest [`series::RECENT_STARTS`] starts (16 bytes each), at
+//! most [`MAX_STARTS_TOTAL`] over all groups (16 MB), and, for the series longer than that, two
+//! fixed sketches of the intervals and sizes ([`series::MAX_SERIES_BYTES`] in all, about
+//! 6.5 kB), for at most [`MAX_SKETCHED_SERIES`] series (about 27 MB). [`HiddenAnalyzer::finish`]
+//! builds maps only for the groups with a name, a verdict or enough sessions for the idle rule.
+//! With [`MAX_DNS_PAIRS`] remembered DNS answers (a name each) and the labeller's one small
+//! entry per originating host (at most [`label::MAX_HOSTS`]), the analysis stays under about
+//! 100 MB whatever the input; on real traffic it is a few MB. Sessions beyond the group cap are
+//! still labelled by the per-session rules; the report counts them. Per session
 //! nothing else is kept here: the sketch travels with the sessions.csv row.
 
 pub mod catalogue;
+mod groups;
 mod label;
 pub mod nets;
 pub mod periodicity;
@@ -37,7 +40,8 @@ pub use sketch::SessionSketch;
 use crate::capture::Timestamp;
 use crate::session::SessionRecord;
 use ahash::AHashMap;
-use series::{Budget, Series};
+use groups::{GroupView, Groups};
+use series::Budget;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
@@ -153,31 +157,6 @@ impl GroupKey {
     }
 }
 
-#[derive(Debug)]
-struct Group {
-    sessions: u64,
-    first: Timestamp,
-    last: Timestamp,
-    orig_bytes: u64,
-    resp_bytes: u64,
-    keepalives: u64,
-    /// From the second session on (a lone session's start and size are `first` and its bytes).
-    series: Option<Box<Series>>,
-    service: Option<&'static str>,
-    server_name: Option<Box<str>>,
-}
-
-impl Group {
-    /// The starts kept, sorted.
-    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
-        self.series.iter().flat_map(|s| s.samples())
-    }
-
-    fn is_exact(&self) -> bool {
-        self.series.as_deref().is_none_or(Series::is_exact)
-    }
-}
-
 /// Latest name each client was given for each address, bounded (oldest pair forgotten first).
 #[derive(Debug, Default)]
 pub struct DnsNames {
@@ -216,7 +195,7 @@ impl DnsNames {
 #[derive(Debug)]
 pub struct HiddenAnalyzer {
     options: HiddenOptions,
-    groups: AHashMap<GroupKey, Group>,
+    groups: Groups,
     budget: Budget,
     sessions: u64,
     sessions_untracked: u64,
@@ -227,7 +206,7 @@ impl HiddenAnalyzer {
     pub fn new(options: HiddenOptions) -> Self {
         HiddenAnalyzer {
             options,
-            groups: AHashMap::new(),
+            groups: Groups::new(MAX_GROUPS),
             budget: Budget {
                 starts: 0,
                 max_starts: MAX_STARTS_TOTAL,
@@ -254,64 +233,19 @@ impl HiddenAnalyzer {
                     .insert(record.orig.addr, *answer, query, record.start);
             }
         }
-        let bytes = sketch.orig_bytes.saturating_add(sketch.resp_bytes);
-        let keepalive = u64::from(keep_alive(&sketch).is_some());
-        let groups_len = self.groups.len();
-        let group = match self.groups.entry(GroupKey::of(&sketch)) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                if groups_len >= MAX_GROUPS {
-                    self.sessions_untracked += 1;
-                    return;
-                }
-                v.insert(Group {
-                    sessions: 1,
-                    first: record.start,
-                    last: record.start,
-                    orig_bytes: sketch.orig_bytes,
-                    resp_bytes: sketch.resp_bytes,
-                    keepalives: keepalive,
-                    series: None,
-                    service: record.service,
-                    server_name: facts.server_name.map(Into::into),
-                });
-                return;
-            }
+        let observed = groups::Observed {
+            start: record.start,
+            orig_bytes: sketch.orig_bytes,
+            resp_bytes: sketch.resp_bytes,
+            keepalive: keep_alive(&sketch).is_some(),
+            service: record.service,
+            server_name: facts.server_name,
         };
-        if group.series.is_none() {
-            // The second session: the first one's start and size are the group's so far.
-            let mut series = Box::<Series>::default();
-            series.push(
-                Sample {
-                    start_nanos: group.first.0,
-                    bytes: group.orig_bytes.saturating_add(group.resp_bytes),
-                },
-                &mut self.budget,
-            );
-            group.series = Some(series);
-        }
-        group.sessions += 1;
-        group.first = group.first.min(record.start);
-        group.last = group.last.max(record.start);
-        group.orig_bytes = group.orig_bytes.saturating_add(sketch.orig_bytes);
-        group.resp_bytes = group.resp_bytes.saturating_add(sketch.resp_bytes);
-        group.keepalives += keepalive;
-        if group.service.is_none() {
-            group.service = record.service;
-        }
-        if group.server_name.is_none()
-            && let Some(name) = facts.server_name
+        if !self
+            .groups
+            .observe(GroupKey::of(&sketch), &observed, &mut self.budget)
         {
-            group.server_name = Some(name.into());
-        }
-        if let Some(series) = group.series.as_deref_mut() {
-            series.push(
-                Sample {
-                    start_nanos: record.start.0,
-                    bytes,
-                },
-                &mut self.budget,
-            );
+            self.sessions_untracked += 1;
         }
     }
 
@@ -328,62 +262,72 @@ impl HiddenAnalyzer {
         let broadcasts = options.directed_broadcasts();
 
         // Names: from content, else from the DNS answer that gave the address.
-        let mut names: AHashMap<GroupKey, Box<str>> = AHashMap::new();
-        for (key, group) in &groups {
-            let name = group
-                .server_name
-                .clone()
-                .or_else(|| dns.name_for(key.host, key.dest).map(|(n, _)| n.into()));
-            if let Some(name) = name {
-                names.insert(*key, name);
+        let name_of = |g: &GroupView<'_>| -> Option<Box<str>> {
+            g.server_name
+                .map(Into::into)
+                .or_else(|| dns.name_for(g.key.host, g.key.dest).map(|(n, _)| n.into()))
+        };
+        // Name groups: the same name reached at several addresses (a CDN) is one series.
+        let mut by_name: AHashMap<(IpAddr, Box<str>, u16, u8), Vec<u32>> = AHashMap::new();
+        for index in groups.indices() {
+            let Some(group) = groups.get(index) else {
+                continue;
+            };
+            if let Some(name) = name_of(&group) {
+                let key = group.key;
+                by_name
+                    .entry((key.host, name, key.port, key.ip_proto))
+                    .or_default()
+                    .push(index);
             }
         }
-        // Name groups: the same name reached at several addresses (a CDN) is one series.
-        let mut by_name: AHashMap<(IpAddr, &str, u16, u8), Vec<GroupKey>> = AHashMap::new();
-        for (key, name) in &names {
-            by_name
-                .entry((key.host, name.as_ref(), key.port, key.ip_proto))
-                .or_default()
-                .push(*key);
-        }
-        let mut name_periodicity: AHashMap<GroupKey, (Periodicity, usize)> = AHashMap::new();
+        let mut name_periodicity: AHashMap<u32, (Periodicity, usize)> = AHashMap::new();
         for members in by_name.values().filter(|m| m.len() > 1) {
             // Only series kept whole can be interleaved; a longer one is judged on its own.
             if members
                 .iter()
-                .any(|k| groups.get(k).is_some_and(|g| !g.is_exact()))
+                .any(|&i| groups.series(i).is_some_and(|s| !s.is_exact()))
             {
                 continue;
             }
             let mut samples: Vec<Sample> = members
                 .iter()
-                .filter_map(|k| groups.get(k))
-                .flat_map(Group::samples)
+                .flat_map(|&i| samples_of(&groups, i))
                 .collect();
             if let Some(p) = periodicity::analyse(&mut samples) {
-                for k in members {
-                    name_periodicity.insert(*k, (p, members.len()));
+                for &i in members {
+                    name_periodicity.insert(i, (p, members.len()));
                 }
             }
         }
+        drop(by_name);
 
         let mut verdicts = AHashMap::new();
         let mut patterns = Vec::new();
         let mut merged_done: AHashMap<(IpAddr, Box<str>, u16, u8), usize> = AHashMap::new();
-        let mut keys: Vec<GroupKey> = groups.keys().copied().collect();
-        keys.sort_unstable();
-        for key in keys {
-            let Some(group) = groups.get_mut(&key) else {
+        let mut order: Vec<(GroupKey, u32)> = groups
+            .indices()
+            .filter_map(|i| groups.get(i).map(|g| (g.key, i)))
+            .collect();
+        order.sort_unstable();
+        let mut group_sessions = AHashMap::new();
+        for (key, index) in order {
+            // The plotted starts are taken before the sketch takes in the kept ones.
+            let starts: Vec<i64> = samples_of(&groups, index).map(|s| s.start_nanos).collect();
+            let Some(sessions) = groups.get(index).map(|g| g.sessions) else {
                 continue;
             };
-            let name = names.get(&key).cloned();
-            // The plotted starts are taken before the sketch takes in the kept ones.
-            let starts: Vec<i64> = group.samples().map(|s| s.start_nanos).collect();
-            let own = group
-                .series
-                .as_deref_mut()
-                .and_then(|s| s.periodicity(group.sessions));
-            let (periodic, addresses) = match (own, name_periodicity.get(&key)) {
+            let own = groups
+                .series_mut(index)
+                .and_then(|s| s.periodicity(sessions));
+            let Some(group) = groups.get(index) else {
+                continue;
+            };
+            if group.sessions >= label::IDLE_REPEAT_MIN {
+                group_sessions.insert(key, group.sessions);
+            }
+            let name = name_of(&group);
+            let (periodic, addresses) = match (own, name_periodicity.get(&index)) {
                 (Some(a), Some((b, n))) if b.score > a.score => (Some(*b), *n),
                 (None, Some((b, n))) => (Some(*b), *n),
                 (a, _) => (a, 1),
@@ -431,7 +375,7 @@ impl HiddenAnalyzer {
                 .flatten();
             if let Some(index) = merged_key.as_ref().and_then(|k| merged_done.get(k)) {
                 if let Some(p) = patterns.get_mut(*index) {
-                    merge_into(p, &key, group, &starts);
+                    merge_into(p, &group, &starts);
                 }
             } else {
                 if let Some(k) = merged_key {
@@ -465,6 +409,7 @@ impl HiddenAnalyzer {
             }
             verdicts.insert(key, verdict);
         }
+        drop(groups);
         patterns.sort_by(|a, b| {
             (a.kind != PatternKind::Beacon)
                 .cmp(&(b.kind != PatternKind::Beacon))
@@ -474,7 +419,6 @@ impl HiddenAnalyzer {
                 .then(a.dest.cmp(&b.dest))
                 .then(a.port.cmp(&b.port))
         });
-        let group_sessions = groups.iter().map(|(k, g)| (*k, g.sessions)).collect();
         HiddenReport {
             options,
             broadcasts,
@@ -488,10 +432,15 @@ impl HiddenAnalyzer {
     }
 }
 
-fn merge_into(p: &mut HiddenPattern, key: &GroupKey, group: &Group, starts: &[i64]) {
+/// The starts a group's series kept, sorted (none for a group of one session).
+fn samples_of(groups: &Groups, index: u32) -> impl Iterator<Item = Sample> + '_ {
+    groups.series(index).into_iter().flat_map(|s| s.samples())
+}
+
+fn merge_into(p: &mut HiddenPattern, group: &GroupView<'_>, starts: &[i64]) {
     p.dest_addresses += 1;
-    if key.dest < p.dest {
-        p.dest = key.dest;
+    if group.key.dest < p.dest {
+        p.dest = group.key.dest;
     }
     p.sessions += group.sessions;
     p.first = p.first.min(group.first);
