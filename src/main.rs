@@ -386,6 +386,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             &sensor,
             &outcome.summary.files,
         ));
+        writer.write_beside_labels(options.threads > 1);
         let mut labeller = hidden.labeller();
         let result = writer.finish_labelled(&mut |tag, row| {
             let label = labeller.label(tag);

@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 /// File name inside the output directory.
 pub const SESSIONS_FILE_NAME: &str = "sessions.csv";
@@ -148,7 +149,7 @@ pub struct SessionCsvWriter {
     /// None when CSV was not among the formats (rows are still formatted: they are the
     /// canonical text the other formats read back).
     file: Option<BufWriter<File>>,
-    sinks: Vec<Box<dyn RowSink>>,
+    sinks: Vec<Box<dyn RowSink + Send>>,
     order: StartOrderBuffer,
     rows: RowFormatter,
     /// The row as it is stored: tag length (u16 LE), tag, anomalies length (u16 LE), the
@@ -158,6 +159,8 @@ pub struct SessionCsvWriter {
     anomalies: String,
     /// The sensor column as written after the labels (quoted when it needs to be).
     sensor_field: Vec<u8>,
+    /// Write the finished lines on a thread of their own (see [`Self::write_beside_labels`]).
+    write_beside: bool,
 }
 
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
@@ -282,7 +285,7 @@ impl SessionCsvWriter {
     ) -> Result<Self, CsvError> {
         let path = dir.join(SESSIONS_FILE_NAME);
         let mut file = None;
-        let mut sinks: Vec<Box<dyn RowSink>> = Vec::new();
+        let mut sinks: Vec<Box<dyn RowSink + Send>> = Vec::new();
         for format in formats {
             match format {
                 ExportFormat::Csv => {
@@ -320,6 +323,7 @@ impl SessionCsvWriter {
                 push_field(&mut field, &options.sensor);
                 field
             },
+            write_beside: false,
         })
     }
 
@@ -377,6 +381,12 @@ impl SessionCsvWriter {
             })
     }
 
+    /// With a core to spare: at finish, the lines are written to the files (and parsed for the
+    /// other formats) on a second thread while this one labels the rows in order.
+    pub fn write_beside_labels(&mut self, beside: bool) {
+        self.write_beside = beside;
+    }
+
     /// Sorts the queued rows held in memory (see [`StartOrderBuffer::sort_now`]).
     pub fn sort_now(&mut self) {
         self.order.sort_now();
@@ -394,57 +404,88 @@ impl SessionCsvWriter {
     pub fn finish_labelled(self, label: &mut RowLabeller<'_>) -> Result<CsvStats, CsvError> {
         let SessionCsvWriter {
             path,
-            mut file,
-            mut sinks,
+            file,
+            sinks,
             order,
             sensor_field,
+            write_beside,
             ..
         } = self;
-        let mut record = csv::StringRecord::new();
-        let mut reader_buf = Vec::new();
-        let mut line = Vec::new();
-        let mut each = |stored: &[u8]| -> io::Result<()> {
+        let mut output = LineOutput {
+            file,
+            sinks,
+            record: csv::StringRecord::new(),
+        };
+        let mut block = Vec::with_capacity(LINE_BLOCK_BYTES);
+        // Appends one finished line (the stored row and its label columns) to `block`.
+        let mut compose = |block: &mut Vec<u8>, stored: &[u8]| {
             let (tag, stored) = split_stored(stored);
             let (anomalies, row) = split_stored(stored);
             let (initiator, reason) = label(tag, row);
-            line.clear();
-            line.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
-            line.push(b',');
-            push_field(&mut line, &initiator);
-            line.push(b',');
-            push_field(&mut line, &reason);
-            line.push(b',');
-            push_field(&mut line, &String::from_utf8_lossy(anomalies));
-            line.push(b',');
-            line.extend_from_slice(&sensor_field);
-            line.push(b'\n');
-            let row = line.as_slice();
-            if let Some(file) = file.as_mut() {
-                file.write_all(row)?;
-            }
-            if sinks.is_empty() {
-                return Ok(());
-            }
-            reader_buf.clear();
-            reader_buf.extend_from_slice(row);
-            let mut reader = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .buffer_capacity(row.len().max(64))
-                .from_reader(reader_buf.as_slice());
-            if !reader.read_record(&mut record).map_err(io::Error::other)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "internal error: empty sessions.csv row",
-                ));
-            }
-            let typed = SessionRow::parse(&record)?;
-            for sink in sinks.iter_mut() {
-                sink.write_row(&typed)?;
-            }
-            Ok(())
+            block.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
+            block.push(b',');
+            push_field(block, &initiator);
+            block.push(b',');
+            push_field(block, &reason);
+            block.push(b',');
+            push_field(block, &String::from_utf8_lossy(anomalies));
+            block.push(b',');
+            block.extend_from_slice(&sensor_field);
+            block.push(b'\n');
         };
-        let OrderStats { rows, runs_spilled } =
-            order.finish_each(&mut each).map_err(io_error(&path))?;
+        let (order_stats, output) = if write_beside {
+            // Labelling stays here (it needs the rows in order); writing the lines to the
+            // files, and parsing them for the other formats, runs beside it.
+            std::thread::scope(|scope| {
+                let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(LINE_BLOCKS_QUEUED);
+                let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+                let writing = scope.spawn(move || -> io::Result<LineOutput> {
+                    for block in full_rx {
+                        output.write_lines(&block)?;
+                        let _ = empty_tx.send(block);
+                    }
+                    Ok(output)
+                });
+                let stopped = || io::Error::other("the output thread stopped");
+                let ordered = order.finish_each(&mut |stored| {
+                    compose(&mut block, stored);
+                    if block.len() >= LINE_BLOCK_BYTES {
+                        let mut fresh = empty_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES));
+                        fresh.clear();
+                        let full = std::mem::replace(&mut block, fresh);
+                        full_tx.send(full).map_err(|_| stopped())?;
+                    }
+                    Ok(())
+                });
+                let last = full_tx.send(std::mem::take(&mut block));
+                drop(full_tx);
+                // The writer's own error says more than "it stopped".
+                let output = writing
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                let ordered = ordered.and_then(|stats| last.map(|()| stats).map_err(|_| stopped()));
+                match (ordered, output) {
+                    (_, Err(e)) | (Err(e), _) => Err(e),
+                    (Ok(stats), Ok(output)) => Ok((stats, output)),
+                }
+            })
+        } else {
+            order
+                .finish_each(&mut |stored| {
+                    compose(&mut block, stored);
+                    if block.len() >= LINE_BLOCK_BYTES {
+                        output.write_lines(&block)?;
+                        block.clear();
+                    }
+                    Ok(())
+                })
+                .and_then(|stats| output.write_lines(&block).map(|()| (stats, output)))
+        }
+        .map_err(io_error(&path))?;
+        let OrderStats { rows, runs_spilled } = order_stats;
+        let LineOutput { file, sinks, .. } = output;
         let mut files = Vec::new();
         if let Some(mut file) = file {
             file.flush().map_err(io_error(&path))?;
@@ -459,6 +500,43 @@ impl SessionCsvWriter {
             rows,
             runs_spilled,
         })
+    }
+}
+
+/// Finished lines are handed to the files in blocks of about this many bytes.
+const LINE_BLOCK_BYTES: usize = 256 << 10;
+/// Blocks waiting for the output thread before labelling waits.
+const LINE_BLOCKS_QUEUED: usize = 4;
+
+/// Where finished sessions.csv lines go: the CSV file as they are, the other formats parsed.
+struct LineOutput {
+    file: Option<BufWriter<File>>,
+    sinks: Vec<Box<dyn RowSink + Send>>,
+    record: csv::StringRecord,
+}
+
+impl LineOutput {
+    /// Writes whole lines (each ending in `\n`).
+    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(lines)?;
+        }
+        if self.sinks.is_empty() {
+            return Ok(());
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(lines);
+        while reader
+            .read_record(&mut self.record)
+            .map_err(io::Error::other)?
+        {
+            let typed = SessionRow::parse(&self.record)?;
+            for sink in self.sinks.iter_mut() {
+                sink.write_row(&typed)?;
+            }
+        }
+        Ok(())
     }
 }
 
