@@ -104,7 +104,9 @@ pub fn analyze(
 ) -> AnalyzeOutcome {
     let threads = options.threads.max(1);
     let config = &options.tracker;
-    let (report_tx, reports) = mpsc::channel();
+    // Bounded: when the output falls behind, the workers wait (and the reader with them)
+    // instead of piling finished sessions up in memory.
+    let (report_tx, reports) = mpsc::sync_channel(threads * QUEUE_DEPTH);
     let mut inputs = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for index in 0..threads {
@@ -343,7 +345,7 @@ fn spawn_worker(
     index: usize,
     config: TrackerConfig,
     streams: Option<&StreamOutput>,
-    reports: Sender<Report>,
+    reports: SyncSender<Report>,
 ) -> (WorkerInput, Option<JoinHandle<()>>) {
     let (jobs, job_rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
     let (recycle_tx, recycled) = mpsc::channel::<LayerBatch>();
@@ -370,7 +372,7 @@ fn run_worker(
     streams: Option<(SharedStreamWriter, usize)>,
     jobs: Receiver<Job>,
     recycle: Sender<LayerBatch>,
-    reports: Sender<Report>,
+    reports: SyncSender<Report>,
     live_sessions: Arc<AtomicUsize>,
 ) {
     let mut tracker = SessionTracker::new(config);
