@@ -120,3 +120,61 @@ fn corpus_captures_give_the_same_sessions_with_two_and_three_threads() {
         files.len()
     );
 }
+
+/// The files a user gets (sessions.csv with its labels, JSON lines, hidden.csv) are the same
+/// bytes whatever `--threads` says: with threads to spare the end of the run sorts, decides and
+/// writes on two threads, with one it does it all in turn.
+#[test]
+fn output_files_are_the_same_bytes_with_one_and_two_threads() {
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-captures");
+    for capture in [
+        "hidden-scenario.pcap",
+        "content-dns.pcap",
+        "tcp-port-reuse.pcap",
+    ] {
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let out = std::env::temp_dir().join(format!(
+                "sessionscope-threads-{}-{capture}-{threads}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&out);
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_sessionscope"))
+                .args([
+                    "analyze",
+                    "--no-progress",
+                    "--format",
+                    "csv,jsonl",
+                    "--threads",
+                ])
+                .arg(threads)
+                .arg("--out")
+                .arg(&out)
+                .arg(captures.join(capture))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{capture} with {threads} threads");
+            let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+            outputs.push((
+                read("sessions.csv"),
+                read("sessions.jsonl"),
+                read("hidden.csv"),
+            ));
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        let (one, two) = (&outputs[0], &outputs[1]);
+        // A header and at least one labelled session.
+        let text = String::from_utf8(one.0.clone()).unwrap();
+        assert!(text.lines().count() >= 2, "{capture}: no sessions");
+        assert!(
+            text.lines()
+                .skip(1)
+                .all(|l| l.contains(",user,") || l.contains(",technology,")),
+            "{capture}: unlabelled rows"
+        );
+        assert!(one.0 == two.0, "{capture}: sessions.csv differs");
+        assert!(one.1 == two.1, "{capture}: sessions.jsonl differs");
+        assert!(one.2 == two.2, "{capture}: hidden.csv differs");
+    }
+}
