@@ -42,9 +42,13 @@ impl History {
     const CAPACITY: usize = 40;
 
     pub fn as_str(&self) -> &str {
-        let letters = self.letters.get(..usize::from(self.len)).unwrap_or(&[]);
         // Only ASCII letters and '^' are ever pushed.
-        std::str::from_utf8(letters).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The letters as bytes (no UTF-8 check: for comparisons on the per-packet path).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.letters.get(..usize::from(self.len)).unwrap_or(&[])
     }
 
     pub fn is_empty(&self) -> bool {

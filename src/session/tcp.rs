@@ -261,7 +261,7 @@ impl TcpSession {
     ) -> (bool, bool) {
         let mut is_orig = is_orig;
         let mut flipped = false;
-        if (letter == b'A' || letter == b'D') && history.as_str() == "H" {
+        if (letter == b'A' || letter == b'D') && history.as_bytes() == b"H" {
             std::mem::swap(&mut self.orig, &mut self.resp);
             std::mem::swap(
                 &mut self.first_packet_seen_orig,
