@@ -403,7 +403,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             if let (Some(data), Some(start)) = (report_data.as_mut(), row_start(row)) {
                 data.on_session_class(start, class);
             }
-            (label.initiator.as_str().to_string(), label.reason)
+            (label.initiator.as_str(), label.reason)
         });
         if let Err(e) = result {
             output_error.get_or_insert(e.to_string());

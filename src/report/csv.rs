@@ -395,7 +395,7 @@ impl SessionCsvWriter {
     /// Writes every queued row in start order to every format (empty label columns),
     /// completes the files and removes temporary runs.
     pub fn finish(self) -> Result<CsvStats, CsvError> {
-        self.finish_labelled(&mut |_, _| (String::new(), String::new()))
+        self.finish_labelled(&mut |_, _| ("", String::new()))
     }
 
     /// Like [`SessionCsvWriter::finish`]; `label` turns each row's tag (and, for context, the
@@ -416,7 +416,6 @@ impl SessionCsvWriter {
             sinks,
             record: csv::StringRecord::new(),
         };
-        let mut block = Vec::with_capacity(LINE_BLOCK_BYTES);
         // Appends one finished line (the stored row and its label columns) to `block`.
         let mut compose = |block: &mut Vec<u8>, stored: &[u8]| {
             let (tag, stored) = split_stored(stored);
@@ -424,7 +423,7 @@ impl SessionCsvWriter {
             let (initiator, reason) = label(tag, row);
             block.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
             block.push(b',');
-            push_field(block, &initiator);
+            push_field(block, initiator);
             block.push(b',');
             push_field(block, &reason);
             block.push(b',');
@@ -446,42 +445,32 @@ impl SessionCsvWriter {
                     }
                     Ok(output)
                 });
-                let stopped = || io::Error::other("the output thread stopped");
-                let ordered = order.finish_each(&mut |stored| {
-                    compose(&mut block, stored);
-                    if block.len() >= LINE_BLOCK_BYTES {
-                        let mut fresh = empty_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES));
-                        fresh.clear();
-                        let full = std::mem::replace(&mut block, fresh);
-                        full_tx.send(full).map_err(|_| stopped())?;
-                    }
-                    Ok(())
+                let ordered = in_blocks(order, &mut compose, &mut |block| {
+                    let mut fresh = empty_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES));
+                    fresh.clear();
+                    full_tx
+                        .send(std::mem::replace(block, fresh))
+                        .map_err(|_| io::Error::other("the output thread stopped"))
                 });
-                let last = full_tx.send(std::mem::take(&mut block));
                 drop(full_tx);
-                // The writer's own error says more than "it stopped".
                 let output = writing
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                let ordered = ordered.and_then(|stats| last.map(|()| stats).map_err(|_| stopped()));
+                // The writer's own error says more than "it stopped".
                 match (ordered, output) {
                     (_, Err(e)) | (Err(e), _) => Err(e),
                     (Ok(stats), Ok(output)) => Ok((stats, output)),
                 }
             })
         } else {
-            order
-                .finish_each(&mut |stored| {
-                    compose(&mut block, stored);
-                    if block.len() >= LINE_BLOCK_BYTES {
-                        output.write_lines(&block)?;
-                        block.clear();
-                    }
-                    Ok(())
-                })
-                .and_then(|stats| output.write_lines(&block).map(|()| (stats, output)))
+            in_blocks(order, &mut compose, &mut |block| {
+                output.write_lines(block)?;
+                block.clear();
+                Ok(())
+            })
+            .map(|stats| (stats, output))
         }
         .map_err(io_error(&path))?;
         let OrderStats { rows, runs_spilled } = order_stats;
@@ -501,6 +490,25 @@ impl SessionCsvWriter {
             runs_spilled,
         })
     }
+}
+
+/// Runs the ordered rows through `compose` into blocks of about [`LINE_BLOCK_BYTES`], handing
+/// each full block, and the last one, to `hand_on` (which leaves the block empty).
+fn in_blocks(
+    order: StartOrderBuffer,
+    compose: &mut dyn FnMut(&mut Vec<u8>, &[u8]),
+    hand_on: &mut dyn FnMut(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<OrderStats> {
+    let mut block = Vec::with_capacity(LINE_BLOCK_BYTES);
+    let stats = order.finish_each(&mut |stored| {
+        compose(&mut block, stored);
+        if block.len() >= LINE_BLOCK_BYTES {
+            hand_on(&mut block)?;
+        }
+        Ok(())
+    })?;
+    hand_on(&mut block)?;
+    Ok(stats)
 }
 
 /// Finished lines are handed to the files in blocks of about this many bytes.
@@ -655,7 +663,7 @@ const CONTENT_COLUMNS: usize = 23;
 
 /// Turns a stored row's tag (and the row as written, for context) into its `initiator` and
 /// `initiator_reason` columns.
-pub type RowLabeller<'a> = dyn FnMut(&[u8], &[u8]) -> (String, String) + 'a;
+pub type RowLabeller<'a> = dyn FnMut(&[u8], &[u8]) -> (&'static str, String) + 'a;
 
 /// Whether the csv crate would quote `field`: it holds a comma, a quote or a line break.
 fn needs_quotes(field: &str) -> bool {
