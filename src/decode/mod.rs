@@ -25,7 +25,7 @@ pub use fragments::{
     FragmentReassembler, FragmentStats, MAX_FRAGMENTS_PER_DATAGRAM, ReassemblyNotes,
 };
 pub use ip::{QuotedFlow, TcpFlags, Transport, icmp_counterpart, is_icmp_error, parse_quoted};
-pub use shard::{PacketParts, shard_key};
+pub use shard::{PacketParts, ShardMap, shard_key};
 
 use crate::capture::{LinkType, Timestamp};
 use crate::config::FragmentConfig;

@@ -37,6 +37,61 @@ fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
     hasher.finish()
 }
 
+/// Address-pair buckets a [`ShardMap`] assigns (a power of two).
+pub const SHARD_BUCKETS: usize = 1 << 16;
+/// What one layer weighs against its bytes when the load of a worker is counted: tracking a
+/// packet costs about as much as moving this many bytes.
+const LAYER_WEIGHT: u64 = 256;
+const UNASSIGNED: u8 = u8::MAX;
+
+/// Which worker each address pair goes to, balanced by load.
+///
+/// A hash modulo the workers leaves them as uneven as the traffic: a capture whose bytes are
+/// mostly a few address pairs (a backup, a sensor on one link) loads one worker and idles
+/// another. Here a bucket of [`shard_key`]s is given, the first time it is seen, to the
+/// worker that has had the least load so far, and keeps it for good: both directions and
+/// every later session of a pair still meet in one worker, and the map depends only on the
+/// capture, so a run gives the same sessions whatever the timing.
+#[derive(Debug, Clone)]
+pub struct ShardMap {
+    buckets: Box<[u8]>,
+    load: Vec<u64>,
+}
+
+impl ShardMap {
+    /// A map over `workers` workers (at most 255; more are folded into 255).
+    pub fn new(workers: usize) -> Self {
+        ShardMap {
+            buckets: vec![UNASSIGNED; SHARD_BUCKETS].into_boxed_slice(),
+            load: vec![0; workers.clamp(1, usize::from(UNASSIGNED))],
+        }
+    }
+
+    /// The worker for a layer of `bytes` bytes whose key is `key`, counting its load.
+    pub fn worker(&mut self, key: u64, bytes: usize) -> usize {
+        let bucket = (key as usize) & (SHARD_BUCKETS - 1);
+        let Some(slot) = self.buckets.get_mut(bucket) else {
+            return 0;
+        };
+        let worker = if *slot == UNASSIGNED {
+            let least = self
+                .load
+                .iter()
+                .enumerate()
+                .min_by_key(|&(_, load)| *load)
+                .map_or(0, |(index, _)| index);
+            *slot = u8::try_from(least).unwrap_or(0);
+            least
+        } else {
+            usize::from(*slot)
+        };
+        if let Some(load) = self.load.get_mut(worker) {
+            *load = load.saturating_add(LAYER_WEIGHT + bytes as u64);
+        }
+        worker
+    }
+}
+
 /// An [`IpPacket`]'s fields without its borrowed bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct PacketParts {
@@ -143,6 +198,25 @@ mod tests {
         icmp.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
         icmp.extend_from_slice(&quoted);
         assert_eq!(key_of(&icmp), key_of(&quoted));
+    }
+
+    #[test]
+    fn pairs_are_spread_by_load_and_keep_their_worker() {
+        let mut map = ShardMap::new(2);
+        // A heavy pair first: the next new pair goes to the other worker.
+        let heavy = map.worker(1, 100_000);
+        let second = map.worker(2, 10);
+        assert_ne!(heavy, second);
+        // Worker of pair 2 is still the lighter one: pair 3 joins it.
+        assert_eq!(map.worker(3, 10), second);
+        // Seen pairs keep their worker whatever the load now says.
+        for _ in 0..1000 {
+            assert_eq!(map.worker(2, 100_000), second);
+        }
+        assert_eq!(map.worker(1, 10), heavy);
+        // Keys that differ only above the bucket bits share a bucket, hence a worker.
+        assert_eq!(map.worker(2 + (1 << 20), 10), second);
+        assert!(ShardMap::new(0).worker(7, 1) == 0);
     }
 
     #[test]
