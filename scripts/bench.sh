@@ -7,6 +7,8 @@
 # ../shared/bench/run-peers.sh, then prints wall time (min and median), MB/s, packets/s, max RSS
 # and each tool's ratio to sessionscope on one thread. Makes the capture with ../shared/bench/make-capture.sh when it is missing (root).
 # Compare ratios from one run, never absolute times from different runs or machines.
+# Builds with FEATURES (default: jemalloc, which needs a C compiler and make; FEATURES= builds
+# with the system allocator).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 KIT=${SESSIONSCOPE_BENCH_KIT:-$HERE/../shared/bench}
@@ -18,7 +20,9 @@ if [ ! -f "$CAP" ]; then
   echo "[bench] making $CAP with make-capture.sh (needs root, takes a few minutes)"
   bash "$KIT/make-capture.sh" "$CAP"
 fi
-cargo build --release --manifest-path "$HERE/Cargo.toml" >&2
+FEATURES=${FEATURES-jemalloc}
+echo "[bench] building with features: ${FEATURES:-none}" >&2
+cargo build --release ${FEATURES:+--features "$FEATURES"} --manifest-path "$HERE/Cargo.toml" >&2
 BIN=$HERE/target/release/sessionscope
 OUT=$(mktemp -d /tmp/sessionscope-bench.XXXXXX)
 RES=$OUT/results

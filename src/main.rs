@@ -190,6 +190,11 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// With `--features jemalloc`: thread-local caches instead of glibc's locked arenas.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
