@@ -405,7 +405,9 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
                     report::data::SessionClass::Technology
                 }
             };
-            if let (Some(data), Some(start)) = (report_data.as_mut(), row_start(row)) {
+            // The start comes with the tag; the row's text only when the tag was unreadable.
+            let start = labeller.last_start().or_else(|| row_start(row));
+            if let (Some(data), Some(start)) = (report_data.as_mut(), start) {
                 data.on_session_class(start, class);
             }
             (label.initiator.as_str(), label.reason)

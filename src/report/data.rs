@@ -93,8 +93,9 @@ impl Timeline {
     }
 
     fn bucket(&mut self, ts: Timestamp) -> &mut TimelineBucket {
-        let index = self.index(ts);
-        if !self.buckets.contains_key(&index) && self.buckets.len() >= MAX_TIMELINE_BUCKETS {
+        // One look-up unless the timeline is full (the length is checked first).
+        if self.buckets.len() >= MAX_TIMELINE_BUCKETS && !self.buckets.contains_key(&self.index(ts))
+        {
             self.widen_until_fits(ts);
         }
         let index = self.index(ts);

@@ -79,6 +79,8 @@ struct HostActivity {
 pub struct Labeller<'a> {
     report: &'a HiddenReport,
     hosts: AHashMap<IpAddr, HostActivity>,
+    /// The start of the session last labelled, from its tag.
+    last_start: Option<Timestamp>,
 }
 
 impl<'a> Labeller<'a> {
@@ -86,14 +88,27 @@ impl<'a> Labeller<'a> {
         Labeller {
             report,
             hosts: AHashMap::new(),
+            last_start: None,
         }
+    }
+
+    /// When the session last labelled started (`None` when its tag could not be read): the
+    /// caller need not parse it back out of the row.
+    pub fn last_start(&self) -> Option<Timestamp> {
+        self.last_start
     }
 
     /// The label for the row whose tag is `tag` (rows must come in start order).
     pub fn label(&mut self, tag: &[u8]) -> Label {
         match SessionSketch::decode(tag) {
-            Some(sketch) => self.label_sketch(&sketch),
-            None => Label::user("no session facts recorded".into()),
+            Some(sketch) => {
+                self.last_start = Some(sketch.start);
+                self.label_sketch(&sketch)
+            }
+            None => {
+                self.last_start = None;
+                Label::user("no session facts recorded".into())
+            }
         }
     }
 
@@ -211,19 +226,19 @@ impl<'a> Labeller<'a> {
 
     /// The name the session was made for: from content, else from the DNS answer that gave
     /// its address (DNS causality), with the seconds since that lookup.
-    fn name(&self, s: &SessionSketch) -> Option<(String, Option<f64>)> {
+    fn name<'s>(&'s self, s: &'s SessionSketch) -> Option<(&'s str, Option<f64>)> {
         if let Some(n) = &s.server_name {
-            return Some((n.clone(), None));
+            return Some((n, None));
         }
         self.report
             .dns
             .name_for(s.orig, s.resp)
-            .map(|(n, t)| (n.to_string(), Some(seconds_between(t, s.start))))
+            .map(|(n, t)| (n, Some(seconds_between(t, s.start))))
     }
 
     fn destination_text(&self, s: &SessionSketch) -> String {
         match self.name(s) {
-            Some((n, _)) => n,
+            Some((n, _)) => n.to_string(),
             None => s.resp.to_string(),
         }
     }
