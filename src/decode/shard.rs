@@ -38,7 +38,7 @@ fn pair_hash(a: IpAddr, b: IpAddr) -> u64 {
 }
 
 /// Address-pair buckets a [`ShardMap`] assigns (a power of two).
-pub const SHARD_BUCKETS: usize = 1 << 16;
+const SHARD_BUCKETS: usize = 1 << 16;
 /// What one layer weighs against its bytes when the load of a worker is counted: tracking a
 /// packet costs about as much as moving this many bytes.
 const LAYER_WEIGHT: u64 = 256;
@@ -59,7 +59,7 @@ pub struct ShardMap {
 }
 
 impl ShardMap {
-    /// A map over `workers` workers (at most 255; more are folded into 255).
+    /// A map over `workers` workers (at most 255 of them are given pairs).
     pub fn new(workers: usize) -> Self {
         ShardMap {
             buckets: vec![UNASSIGNED; SHARD_BUCKETS].into_boxed_slice(),

@@ -2,8 +2,8 @@
 //!
 //! A reading thread reads the inputs and decodes every frame (link layers, tunnels, IP
 //! fragment reassembly), counting frames in the summary as [`Analysis`](super::Analysis) does.
-//! Each IP layer goes to the worker a [`ShardMap`] gives its [`shard_key`]: both directions of an address pair
-//! meet in one worker, whichever tunnel or frame carried them, and an ICMP error meets the
+//! Each IP layer goes to the worker a [`ShardMap`] gives its [`shard_key`]: both directions of
+//! an address pair meet in one worker, whichever tunnel or frame carried them, and an ICMP error meets the
 //! session it quotes. Each worker owns a [`SessionTracker`]: it tracks, reassembles TCP streams
 //! and classifies; the sessions it ends go back to the calling thread, which hands them to the
 //! caller's `on_session` (the output work: rows, hidden-session analysis, report), so that work
