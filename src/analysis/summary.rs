@@ -466,14 +466,18 @@ pub struct Talker {
 /// Agrawal, El Abbadi 2005). It tracks at most `capacity` hosts; a new host arriving when the
 /// table is full replaces the lightest one and inherits its count as `error`. Every host whose
 /// true bytes exceed total/capacity is guaranteed to be in the table, and each estimate is
-/// within its `error` of the truth. O(log capacity) per update.
+/// within its `error` of the truth. One hash update per session until the table first fills
+/// (most captures never fill it); O(log capacity) from then on.
 #[derive(Debug, Clone)]
 pub struct TopTalkers {
     capacity: usize,
     hosts: AHashMap<IpAddr, Talker>,
     /// (bytes, address reversed): the first entry is the lightest, ties broken by the larger
-    /// address, so listing from the end gives heaviest first, ties by smaller address.
+    /// address, so listing from the end gives heaviest first, ties by smaller address. Kept
+    /// only once the table has been full (`ordered`): before that no host is ever evicted, so
+    /// nothing needs the lightest, and the order is made when asked for.
     by_bytes: BTreeSet<(u64, Reverse<IpAddr>)>,
+    ordered: bool,
 }
 
 impl TopTalkers {
@@ -482,6 +486,7 @@ impl TopTalkers {
             capacity: capacity.max(1),
             hosts: AHashMap::new(),
             by_bytes: BTreeSet::new(),
+            ordered: false,
         }
     }
 
@@ -501,10 +506,14 @@ impl TopTalkers {
     /// Counts one session of `bytes` for `addr`.
     pub fn add(&mut self, addr: IpAddr, bytes: u64) {
         if let Some(t) = self.hosts.get_mut(&addr) {
-            self.by_bytes.remove(&(t.bytes, Reverse(addr)));
+            if self.ordered {
+                self.by_bytes.remove(&(t.bytes, Reverse(addr)));
+            }
             t.bytes = t.bytes.saturating_add(bytes);
             t.sessions = t.sessions.saturating_add(1);
-            self.by_bytes.insert((t.bytes, Reverse(addr)));
+            if self.ordered {
+                self.by_bytes.insert((t.bytes, Reverse(addr)));
+            }
             return;
         }
         let mut talker = Talker {
@@ -513,6 +522,14 @@ impl TopTalkers {
             sessions: 1,
         };
         if self.hosts.len() >= self.capacity {
+            if !self.ordered {
+                self.by_bytes = self
+                    .hosts
+                    .iter()
+                    .map(|(a, t)| (t.bytes, Reverse(*a)))
+                    .collect();
+                self.ordered = true;
+            }
             let Some((min_bytes, Reverse(min_addr))) = self.by_bytes.pop_first() else {
                 return;
             };
@@ -521,24 +538,35 @@ impl TopTalkers {
             talker.error = min_bytes;
         }
         self.hosts.insert(addr, talker);
-        self.by_bytes.insert((talker.bytes, Reverse(addr)));
+        if self.ordered {
+            self.by_bytes.insert((talker.bytes, Reverse(addr)));
+        }
     }
 
     /// The `n` heaviest hosts, heaviest first (ties by address).
     pub fn top(&self, n: usize) -> Vec<(IpAddr, Talker)> {
-        self.by_bytes
-            .iter()
-            .rev()
-            .take(n)
-            .filter_map(|(_, Reverse(addr))| self.hosts.get(addr).map(|t| (*addr, *t)))
-            .collect()
+        if self.ordered {
+            return self
+                .by_bytes
+                .iter()
+                .rev()
+                .take(n)
+                .filter_map(|(_, Reverse(addr))| self.hosts.get(addr).map(|t| (*addr, *t)))
+                .collect();
+        }
+        let mut all: Vec<(IpAddr, Talker)> = self.hosts.iter().map(|(a, t)| (*a, *t)).collect();
+        all.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
     }
 
     fn floor(&self) -> u64 {
-        if self.hosts.len() >= self.capacity {
+        if self.hosts.len() < self.capacity {
+            0
+        } else if self.ordered {
             self.by_bytes.first().map_or(0, |(b, _)| *b)
         } else {
-            0
+            self.hosts.values().map(|t| t.bytes).min().unwrap_or(0)
         }
     }
 
@@ -585,6 +613,7 @@ impl TopTalkers {
         all.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
         all.truncate(self.capacity);
         self.by_bytes = all.iter().map(|(a, t)| (t.bytes, Reverse(*a))).collect();
+        self.ordered = true;
         self.hosts = all.into_iter().collect();
     }
 }
@@ -814,6 +843,36 @@ mod tests {
         assert_eq!(addr, heavy);
         // True bytes are 100 * 1000; the estimate overshoots by at most `error`.
         assert!(talker.bytes >= 100_000 && talker.bytes - talker.error <= 100_000);
+    }
+
+    #[test]
+    fn top_talkers_order_is_the_same_before_and_after_the_table_fills() {
+        // Heaviest first, equal bytes by the smaller address: before the table is ever full the
+        // order is made on request; once full it is kept as hosts are added.
+        let hosts: Vec<IpAddr> = ["10.0.0.9", "10.0.0.3", "10.0.0.5", "10.0.0.1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mut t = TopTalkers::new(5);
+        for (host, bytes) in hosts.iter().zip([300, 500, 300, 100]) {
+            t.add(*host, bytes);
+        }
+        t.add(hosts[3], 150);
+        let expected = ["10.0.0.3", "10.0.0.5", "10.0.0.9", "10.0.0.1"];
+        let listed = |t: &TopTalkers| -> Vec<String> {
+            t.top(10).iter().map(|(a, _)| a.to_string()).collect()
+        };
+        assert_eq!(listed(&t), expected);
+        assert_eq!(t.top(10)[3].1.bytes, 250);
+        // The fifth host fills the table, the sixth evicts the lightest (10.0.0.7, 10 bytes)
+        // and inherits its count as error.
+        t.add("10.0.0.7".parse().unwrap(), 10);
+        t.add("10.0.0.8".parse().unwrap(), 5);
+        assert_eq!(t.len(), 5);
+        let top = t.top(10);
+        assert_eq!(listed(&t), [expected.as_slice(), &["10.0.0.8"]].concat());
+        assert_eq!((top[4].1.bytes, top[4].1.error), (15, 10));
+        assert_eq!(t.top(2).len(), 2);
     }
 
     #[test]
