@@ -33,6 +33,11 @@ impl CommunityId {
         // Only ASCII ("1:" and the base64 alphabet) is ever written into `text`.
         std::str::from_utf8(&self.text).unwrap_or("")
     }
+
+    /// The same text as bytes, without the UTF-8 check (for the row writer).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text
+    }
 }
 
 impl fmt::Display for CommunityId {

@@ -228,31 +228,34 @@ impl RowFormatter {
             start.div_euclid(1_000_000),
             start.rem_euclid(1_000_000) as u64,
         );
-        plain_field(out, r.uid.as_str());
-        plain_field(out, community_id.as_str());
+        plain_field(out, r.uid.as_bytes());
+        plain_field(out, community_id.as_bytes());
         addr_field(out, r.orig.addr);
         int_field(out, r.orig.port);
         addr_field(out, r.resp.addr);
         int_field(out, r.resp.port);
-        plain_field(out, r.proto.as_str());
-        text_field(out, r.service.unwrap_or(""));
+        plain_field(out, r.proto.as_str().as_bytes());
+        text_field(out, r.service.unwrap_or("").as_bytes());
         out.push(b',');
         let duration = round_to_micros(r.duration_nanos());
         seconds_with_micros(out, duration / 1_000_000, duration % 1_000_000);
         int_field(out, r.orig_stats.bytes);
         int_field(out, r.resp_stats.bytes);
-        plain_field(out, r.conn_state.as_str());
+        plain_field(out, r.conn_state.as_str().as_bytes());
         int_field(out, r.missed_bytes);
-        text_field(out, history);
+        text_field(out, history.as_bytes());
         int_field(out, r.orig_stats.pkts);
         int_field(out, r.orig_stats.ip_bytes);
         int_field(out, r.resp_stats.pkts);
         int_field(out, r.resp_stats.ip_bytes);
         int_field(out, r.ip_proto);
-        plain_field(out, r.service_evidence.as_str());
-        plain_field(out, r.end_reason.as_str());
+        plain_field(out, r.service_evidence.as_str().as_bytes());
+        plain_field(out, r.end_reason.as_str().as_bytes());
         int_field(out, r.tunnel_depth);
-        plain_field(out, r.related_uid.as_ref().map_or("", |uid| uid.as_str()));
+        plain_field(
+            out,
+            r.related_uid.as_ref().map_or(&[], |uid| uid.as_bytes()),
+        );
         write_content_fields(out, r.content.as_deref());
         if empty_labels {
             for _ in 0..LABEL_COLUMNS {
@@ -264,7 +267,7 @@ impl RowFormatter {
                 let _ = write!(out, "{}", r.anomalies);
             }
             out.push(b',');
-            push_field(out, &self.sensor);
+            push_field(out, self.sensor.as_bytes());
         }
         out.push(b'\n');
     }
@@ -320,7 +323,7 @@ impl SessionCsvWriter {
             anomalies: String::new(),
             sensor_field: {
                 let mut field = Vec::new();
-                push_field(&mut field, &options.sensor);
+                push_field(&mut field, options.sensor.as_bytes());
                 field
             },
             write_beside: false,
@@ -423,11 +426,12 @@ impl SessionCsvWriter {
             let (initiator, reason) = label(tag, row);
             block.extend_from_slice(row.strip_suffix(b"\n").unwrap_or(row));
             block.push(b',');
-            push_field(block, initiator);
+            push_field(block, initiator.as_bytes());
             block.push(b',');
-            push_field(block, &reason);
+            push_field(block, reason.as_bytes());
             block.push(b',');
-            push_field(block, &String::from_utf8_lossy(anomalies));
+            // Written by `Anomalies`' Display: names and counts, always UTF-8.
+            push_field(block, anomalies);
             block.push(b',');
             block.extend_from_slice(&sensor_field);
             block.push(b'\n');
@@ -556,47 +560,47 @@ fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
         }
         return;
     };
-    text_field(out, text(&c.server_name));
-    text_field(out, c.tls_version.unwrap_or(""));
-    text_field(out, text(&c.tls_alpn));
-    text_field(out, text(&c.ja4));
-    text_field(out, text(&c.http_method));
-    text_field(out, text(&c.http_host));
-    text_field(out, text(&c.http_uri));
-    text_field(out, text(&c.http_user_agent));
+    text_field(out, text(&c.server_name).as_bytes());
+    text_field(out, c.tls_version.unwrap_or("").as_bytes());
+    text_field(out, text(&c.tls_alpn).as_bytes());
+    text_field(out, text(&c.ja4).as_bytes());
+    text_field(out, text(&c.http_method).as_bytes());
+    text_field(out, text(&c.http_host).as_bytes());
+    text_field(out, text(&c.http_uri).as_bytes());
+    text_field(out, text(&c.http_user_agent).as_bytes());
     match c.http_status {
         Some(status) => int_field(out, status),
         None => out.push(b','),
     }
-    text_field(out, text(&c.dns_query));
-    text_field(out, text(&c.dns_qtype));
-    text_field(out, c.dns_rcode.unwrap_or(""));
+    text_field(out, text(&c.dns_query).as_bytes());
+    text_field(out, text(&c.dns_qtype).as_bytes());
+    text_field(out, c.dns_rcode.unwrap_or("").as_bytes());
     joined_field(out, &c.dns_answers, " ");
-    text_field(out, text(&c.netbios_name));
-    text_field(out, text(&c.ssh_client));
-    text_field(out, text(&c.ssh_server));
-    text_field(out, text(&c.banner));
-    text_field(out, text(&c.quic_version));
-    text_field(out, text(&c.dhcp_hostname));
-    text_field(out, text(&c.dhcp_vendor_class));
+    text_field(out, text(&c.netbios_name).as_bytes());
+    text_field(out, text(&c.ssh_client).as_bytes());
+    text_field(out, text(&c.ssh_server).as_bytes());
+    text_field(out, text(&c.banner).as_bytes());
+    text_field(out, text(&c.quic_version).as_bytes());
+    text_field(out, text(&c.dhcp_hostname).as_bytes());
+    text_field(out, text(&c.dhcp_vendor_class).as_bytes());
     match c.ntp_version {
         Some(version) => int_field(out, version),
         None => out.push(b','),
     }
-    text_field(out, c.ntp_mode.unwrap_or(""));
-    text_field(out, text(&c.ssdp_target));
+    text_field(out, c.ntp_mode.unwrap_or("").as_bytes());
+    text_field(out, text(&c.ssdp_target).as_bytes());
 }
 
 /// `,` then a field that never needs quoting by construction (uids, Community IDs and names
 /// from a fixed set), without scanning it.
-fn plain_field(out: &mut Vec<u8>, field: &str) {
+fn plain_field(out: &mut Vec<u8>, field: &[u8]) {
     debug_assert!(!needs_quotes(field), "{field:?} needs quoting");
     out.push(b',');
-    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(field);
 }
 
 /// `,` then the field, quoted when it must be.
-fn text_field(out: &mut Vec<u8>, field: &str) {
+fn text_field(out: &mut Vec<u8>, field: &[u8]) {
     out.push(b',');
     push_field(out, field);
 }
@@ -604,8 +608,8 @@ fn text_field(out: &mut Vec<u8>, field: &str) {
 /// `,` then the items joined by `separator`, quoted as one field when it must be.
 fn joined_field(out: &mut Vec<u8>, items: &[String], separator: &str) {
     out.push(b',');
-    if items.iter().any(|item| needs_quotes(item)) {
-        push_field(out, &items.join(separator));
+    if items.iter().any(|item| needs_quotes(item.as_bytes())) {
+        push_field(out, items.join(separator).as_bytes());
         return;
     }
     for (i, item) in items.iter().enumerate() {
@@ -666,19 +670,45 @@ const CONTENT_COLUMNS: usize = 23;
 pub type RowLabeller<'a> = dyn FnMut(&[u8], &[u8]) -> (&'static str, String) + 'a;
 
 /// Whether the csv crate would quote `field`: it holds a comma, a quote or a line break.
-fn needs_quotes(field: &str) -> bool {
-    // All four are below `-`: one comparison rules out most bytes.
-    field
-        .bytes()
-        .any(|b| b < b'-' && matches!(b, b',' | b'"' | b'\r' | b'\n'))
+#[inline]
+fn needs_quotes(field: &[u8]) -> bool {
+    // Eight bytes at a time, without a branch per byte: user agents, URIs and reasons are
+    // long and rarely quoted.
+    let mut words = field.chunks_exact(8);
+    let mut found = 0u64;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let word = u64::from_ne_bytes(bytes);
+        found |= zero_bytes(word ^ COMMAS) | zero_bytes(word ^ QUOTES);
+        found |= zero_bytes(word ^ CARRIAGE_RETURNS) | zero_bytes(word ^ LINE_FEEDS);
+    }
+    found != 0
+        || words
+            .remainder()
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const COMMAS: u64 = ONES * b',' as u64;
+const QUOTES: u64 = ONES * b'"' as u64;
+const CARRIAGE_RETURNS: u64 = ONES * b'\r' as u64;
+const LINE_FEEDS: u64 = ONES * b'\n' as u64;
+
+/// Non-zero when a byte of `word` is zero (exact: a borrow only sets bits above a zero byte).
+#[inline]
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & (ONES << 7)
 }
 
 /// Appends `field`, quoted as the csv crate quotes (only when it holds a comma, a quote or a
 /// line break; quotes doubled).
-fn push_field(out: &mut Vec<u8>, field: &str) {
+#[inline]
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
     if needs_quotes(field) {
         out.push(b'"');
-        for b in field.bytes() {
+        for &b in field {
             if b == b'"' {
                 out.push(b'"');
             }
@@ -686,7 +716,7 @@ fn push_field(out: &mut Vec<u8>, field: &str) {
         }
         out.push(b'"');
     } else {
-        out.extend_from_slice(field.as_bytes());
+        out.extend_from_slice(field);
     }
 }
 
@@ -920,6 +950,25 @@ mod tests {
         // Only sessions.csv is left in the directory.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn quoting_is_decided_for_every_byte_at_every_position() {
+        // The word-at-a-time test against the plain definition: every byte value, at every
+        // position of fields one to twenty bytes long (inside a word and in the remainder).
+        for len in 1..=20 {
+            for at in 0..len {
+                for byte in 0..=u8::MAX {
+                    let mut field = vec![b'a'; len];
+                    field[at] = byte;
+                    let expected = matches!(byte, b',' | b'"' | b'\r' | b'\n');
+                    assert_eq!(needs_quotes(&field), expected, "{field:?}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        push_field(&mut out, b"Mozilla/5.0 (X11; \"Linux\", x86_64)");
+        assert_eq!(out, b"\"Mozilla/5.0 (X11; \"\"Linux\"\", x86_64)\"");
     }
 
     #[test]

@@ -68,7 +68,12 @@ impl Uid {
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.text.get(..usize::from(self.len)).unwrap_or(&[])).unwrap_or("")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+
+    /// The same text as bytes, without the UTF-8 check (for the row writer).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.text.get(..usize::from(self.len)).unwrap_or(&[])
     }
 }
 
