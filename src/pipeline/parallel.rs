@@ -387,14 +387,18 @@ fn run_worker(
     if let Some((writer, limit)) = streams {
         tracker.set_stream_sink(Box::new(writer), limit);
     }
-    let mut ended: Vec<SessionRecord> = Vec::new();
     let (give_back, handed_back) = mpsc::channel::<Vec<SessionRecord>>();
-    let mut spare: Vec<Vec<SessionRecord>> = Vec::new();
+    let mut ended = EndedSessions {
+        list: Vec::new(),
+        spare: Vec::new(),
+        reports,
+        give_back,
+    };
     while let Ok(job) = jobs.recv() {
         for mut list in handed_back.try_iter() {
             list.clear();
-            if spare.len() < QUEUE_DEPTH {
-                spare.push(list);
+            if ended.spare.len() < QUEUE_DEPTH {
+                ended.spare.push(list);
             }
         }
         match job {
@@ -402,7 +406,7 @@ fn run_worker(
                 for layer in &batch.layers {
                     // The clock of one table: sessions expire at the same frame as there,
                     // even when the frames that moved time on went to other workers.
-                    tracker.advance_to(layer.clock, &mut |r| classified(&mut ended, r));
+                    tracker.advance_to(layer.clock, &mut |r| ended.push(r));
                     let header_end = layer.start.saturating_add(layer.header_len);
                     let l4_end = header_end.saturating_add(layer.l4_len);
                     let (Some(header), Some(l4)) = (
@@ -412,34 +416,62 @@ fn run_worker(
                         continue;
                     };
                     if let Some(packet) = layer.parts.rebuild(header, l4) {
-                        tracker.process(layer.ts, &packet, &mut |r| classified(&mut ended, r));
+                        tracker.process(layer.ts, &packet, &mut |r| ended.push(r));
                     }
                 }
                 live_sessions.store(tracker.live_sessions(), Ordering::Relaxed);
-                if !ended.is_empty() {
-                    let next = spare.pop().unwrap_or_default();
-                    let full = std::mem::replace(&mut ended, next);
-                    let _ = reports.send(Report::Sessions(full, give_back.clone()));
-                }
+                ended.send();
                 batch.clear();
                 let _ = recycle.send(batch);
             }
             Job::Finish(now) => {
-                tracker.advance_to(now, &mut |r| classified(&mut ended, r));
-                tracker.finish(&mut |r| classified(&mut ended, r));
+                tracker.advance_to(now, &mut |r| ended.push(r));
+                tracker.finish(&mut |r| ended.push(r));
                 let mut summary = CaptureSummary::default();
                 summary.set_tracker_stats(tracker.stats());
                 live_sessions.store(0, Ordering::Relaxed);
-                let _ = reports.send(Report::Sessions(std::mem::take(&mut ended), give_back));
-                let _ = reports.send(Report::Done(Box::new(summary)));
+                ended.send();
+                let _ = ended.reports.send(Report::Done(Box::new(summary)));
                 return;
             }
         }
     }
 }
 
-/// A session ended in a worker: its service is named there, off the reading thread.
-fn classified(ended: &mut Vec<SessionRecord>, mut record: SessionRecord) {
-    classify::classify(&mut record);
-    ended.push(record);
+/// Sessions a worker ended, on their way to the calling thread in lists of at most
+/// [`ENDED_LIST_LEN`]: at the end of the capture every open session ends at once, and a
+/// worker then waits for the output list by list instead of holding all their records beside
+/// its table, as one thread hands them on one by one.
+struct EndedSessions {
+    list: Vec<SessionRecord>,
+    /// Emptied lists handed back by the calling thread.
+    spare: Vec<Vec<SessionRecord>>,
+    reports: SyncSender<Report>,
+    give_back: Sender<Vec<SessionRecord>>,
+}
+
+/// Sessions per list handed to the calling thread.
+const ENDED_LIST_LEN: usize = 1024;
+
+impl EndedSessions {
+    /// Names the session's service (here, off the reading thread) and queues it.
+    fn push(&mut self, mut record: SessionRecord) {
+        classify::classify(&mut record);
+        self.list.push(record);
+        if self.list.len() >= ENDED_LIST_LEN {
+            self.send();
+        }
+    }
+
+    /// Hands the queued sessions on (waiting while the output is behind).
+    fn send(&mut self) {
+        if self.list.is_empty() {
+            return;
+        }
+        let next = self.spare.pop().unwrap_or_default();
+        let full = std::mem::replace(&mut self.list, next);
+        let _ = self
+            .reports
+            .send(Report::Sessions(full, self.give_back.clone()));
+    }
 }
