@@ -294,22 +294,26 @@ impl StartOrderBuffer {
         self.runs = kept;
         let rows = old.iter().map(|run| run.rows).sum();
         let path = self.new_run_path();
-        let mut writer = RunWriter::create(&path)?;
-        let mut sources: Vec<Box<dyn RowSource>> = Vec::with_capacity(old.len());
-        for run in &old {
-            sources.push(Box::new(RunReader::open(&run.path)?));
-        }
-        merge(sources, &mut |key, row| writer.write(key, row))?;
-        writer.finish()?;
+        // Listed before it is written, so a failed merge still leaves no file behind.
         self.runs.push(Run {
-            path,
+            path: path.clone(),
             rows,
-            tier: tier + 1,
+            tier: tier.saturating_add(1),
         });
-        self.rows_compacted += rows;
+        let merged = (|| {
+            let mut writer = RunWriter::create(&path)?;
+            let mut sources: Vec<Box<dyn RowSource>> = Vec::with_capacity(old.len());
+            for run in &old {
+                sources.push(Box::new(RunReader::open(&run.path)?));
+            }
+            merge(sources, &mut |key, row| writer.write(key, row))?;
+            writer.finish()
+        })();
         for run in old {
             let _ = fs::remove_file(run.path);
         }
+        merged?;
+        self.rows_compacted += rows;
         Ok(())
     }
 
