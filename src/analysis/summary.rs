@@ -450,6 +450,12 @@ fn widen(first: &mut Option<Timestamp>, last: &mut Option<Timestamp>, ts: Timest
     }
 }
 
+/// Sorts hosts heaviest first, equal bytes by the smaller address (the order of
+/// [`TopTalkers::top`]).
+fn heaviest_first(hosts: &mut [(IpAddr, Talker)]) {
+    hosts.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
+}
+
 /// A host's share of the traffic, as the top-talkers table estimates it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Talker {
@@ -555,7 +561,7 @@ impl TopTalkers {
                 .collect();
         }
         let mut all: Vec<(IpAddr, Talker)> = self.hosts.iter().map(|(a, t)| (*a, *t)).collect();
-        all.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
+        heaviest_first(&mut all);
         all.truncate(n);
         all
     }
@@ -610,7 +616,7 @@ impl TopTalkers {
             }
         }
         let mut all: Vec<(IpAddr, Talker)> = union.into_iter().collect();
-        all.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then_with(|| a.0.cmp(&b.0)));
+        heaviest_first(&mut all);
         all.truncate(self.capacity);
         self.by_bytes = all.iter().map(|(a, t)| (t.bytes, Reverse(*a))).collect();
         self.ordered = true;

@@ -560,35 +560,35 @@ fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
         }
         return;
     };
-    text_field(out, text(&c.server_name).as_bytes());
+    text_field(out, text(&c.server_name));
     text_field(out, c.tls_version.unwrap_or("").as_bytes());
-    text_field(out, text(&c.tls_alpn).as_bytes());
-    text_field(out, text(&c.ja4).as_bytes());
-    text_field(out, text(&c.http_method).as_bytes());
-    text_field(out, text(&c.http_host).as_bytes());
-    text_field(out, text(&c.http_uri).as_bytes());
-    text_field(out, text(&c.http_user_agent).as_bytes());
+    text_field(out, text(&c.tls_alpn));
+    text_field(out, text(&c.ja4));
+    text_field(out, text(&c.http_method));
+    text_field(out, text(&c.http_host));
+    text_field(out, text(&c.http_uri));
+    text_field(out, text(&c.http_user_agent));
     match c.http_status {
         Some(status) => int_field(out, status),
         None => out.push(b','),
     }
-    text_field(out, text(&c.dns_query).as_bytes());
-    text_field(out, text(&c.dns_qtype).as_bytes());
+    text_field(out, text(&c.dns_query));
+    text_field(out, text(&c.dns_qtype));
     text_field(out, c.dns_rcode.unwrap_or("").as_bytes());
     joined_field(out, &c.dns_answers, " ");
-    text_field(out, text(&c.netbios_name).as_bytes());
-    text_field(out, text(&c.ssh_client).as_bytes());
-    text_field(out, text(&c.ssh_server).as_bytes());
-    text_field(out, text(&c.banner).as_bytes());
-    text_field(out, text(&c.quic_version).as_bytes());
-    text_field(out, text(&c.dhcp_hostname).as_bytes());
-    text_field(out, text(&c.dhcp_vendor_class).as_bytes());
+    text_field(out, text(&c.netbios_name));
+    text_field(out, text(&c.ssh_client));
+    text_field(out, text(&c.ssh_server));
+    text_field(out, text(&c.banner));
+    text_field(out, text(&c.quic_version));
+    text_field(out, text(&c.dhcp_hostname));
+    text_field(out, text(&c.dhcp_vendor_class));
     match c.ntp_version {
         Some(version) => int_field(out, version),
         None => out.push(b','),
     }
     text_field(out, c.ntp_mode.unwrap_or("").as_bytes());
-    text_field(out, text(&c.ssdp_target).as_bytes());
+    text_field(out, text(&c.ssdp_target));
 }
 
 /// `,` then a field that never needs quoting by construction (uids, Community IDs and names
@@ -707,8 +707,8 @@ fn push_hex_groups(out: &mut Vec<u8>, groups: &[u16]) {
     }
 }
 
-fn text(value: &Option<String>) -> &str {
-    value.as_deref().unwrap_or("")
+fn text(value: &Option<String>) -> &[u8] {
+    value.as_deref().unwrap_or("").as_bytes()
 }
 
 /// How many content columns [`write_content_fields`] writes.
