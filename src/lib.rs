@@ -5,7 +5,7 @@
 //! frames into borrowed IP packet views, [`session`] tracks conversations with Zeek's conn.log
 //! semantics, [`classify`] names each session's service, [`analysis`] aggregates what was seen,
 //! and [`report`] writes it out. [`pipeline`] wires the stages together; the CLI sits on top.
-//! No stage reaches back up the pipeline.
+//! No stage reaches back up the pipeline; [`text`] holds the address text the per-row outputs share.
 
 pub mod analysis;
 pub mod capture;
@@ -17,3 +17,4 @@ pub mod live;
 pub mod pipeline;
 pub mod report;
 pub mod session;
+pub mod text;

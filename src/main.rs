@@ -393,9 +393,9 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
         ));
         writer.write_beside_labels(options.threads > 1);
         let mut labeller = hidden.labeller();
-        let result = writer.finish_labelled(&mut |tag, row| {
-            let label = labeller.label(tag);
-            let class = match label.initiator {
+        let result = writer.finish_labelled(&mut |tag, row, reason| {
+            let initiator = labeller.label_into(tag, reason);
+            let class = match initiator {
                 Initiator::User => {
                     user_sessions += 1;
                     report::data::SessionClass::User
@@ -410,7 +410,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
             if let (Some(data), Some(start)) = (report_data.as_mut(), start) {
                 data.on_session_class(start, class);
             }
-            (label.initiator.as_str(), label.reason)
+            initiator.as_str()
         });
         if let Err(e) = result {
             output_error.get_or_insert(e.to_string());

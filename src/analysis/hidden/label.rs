@@ -1,6 +1,6 @@
 //! The initiator label of each session: `user` or `technology`, with a readable reason.
 //!
-//! [`Labeller::label`] is called once per sessions.csv row, in start order, with the row's
+//! [`Labeller::label_into`] is called once per sessions.csv row, in start order, with the row's
 //! [`SessionSketch`] tag. The rules, first match wins (docs/initiators.md):
 //!
 //! 1. multicast or broadcast destination;
@@ -18,7 +18,9 @@
 use super::catalogue::{self, GroupDestination};
 use super::{GroupKey, HiddenReport, SessionSketch, keep_alive, periodic_text};
 use crate::capture::Timestamp;
+use crate::text::push_ip;
 use ahash::AHashMap;
+use std::io::Write as _;
 use std::net::IpAddr;
 
 /// Originating hosts whose recent activity is remembered.
@@ -53,42 +55,41 @@ pub struct Label {
     pub reason: String,
 }
 
-impl Label {
-    fn technology(reason: String) -> Self {
-        Label {
-            initiator: Initiator::Technology,
-            reason,
-        }
-    }
-    fn user(reason: String) -> Self {
-        Label {
-            initiator: Initiator::User,
-            reason,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 struct HostActivity {
     last_user: Option<Timestamp>,
-    /// The last page load: when, and what (name or address).
-    page: Option<(Timestamp, String)>,
+    /// The last page load: when, and what (name or address, as text).
+    page: Option<(Timestamp, Vec<u8>)>,
 }
 
 /// Labels sessions.csv rows; see the module documentation.
 pub struct Labeller<'a> {
     report: &'a HiddenReport,
     hosts: AHashMap<IpAddr, HostActivity>,
+    /// Each periodic group's reason text, written once rather than once per row.
+    periodic: AHashMap<GroupKey, String>,
     /// The start of the session last labelled, from its tag.
     last_start: Option<Timestamp>,
+    /// Reused for the destination of a page load.
+    scratch: Vec<u8>,
 }
 
 impl<'a> Labeller<'a> {
     pub(super) fn new(report: &'a HiddenReport) -> Self {
+        let periodic = report
+            .verdicts
+            .iter()
+            .filter_map(|(key, v)| {
+                let p = v.periodicity.as_ref()?;
+                Some((*key, periodic_text(p, v.addresses, v.name.as_deref())))
+            })
+            .collect();
         Labeller {
             report,
             hosts: AHashMap::new(),
+            periodic,
             last_start: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -100,104 +101,147 @@ impl<'a> Labeller<'a> {
 
     /// The label for the row whose tag is `tag` (rows must come in start order).
     pub fn label(&mut self, tag: &[u8]) -> Label {
+        let mut reason = Vec::new();
+        let initiator = self.label_into(tag, &mut reason);
+        Label {
+            initiator,
+            reason: String::from_utf8_lossy(&reason).into_owned(),
+        }
+    }
+
+    /// Like [`Labeller::label`], the reason appended to `reason`: the once-per-row path, which
+    /// allocates nothing once its buffers have grown.
+    pub fn label_into(&mut self, tag: &[u8], reason: &mut Vec<u8>) -> Initiator {
         match SessionSketch::decode(tag) {
             Some(sketch) => {
                 self.last_start = Some(sketch.start);
-                self.label_sketch(&sketch)
+                self.label_sketch(&sketch, reason)
             }
             None => {
                 self.last_start = None;
-                Label::user("no session facts recorded".into())
+                reason.extend_from_slice(b"no session facts recorded");
+                Initiator::User
             }
         }
     }
 
-    pub fn label_sketch(&mut self, s: &SessionSketch) -> Label {
-        let label = self.decide(s);
-        if label.initiator == Initiator::User {
+    fn label_sketch(&mut self, s: &SessionSketch<'_>, reason: &mut Vec<u8>) -> Initiator {
+        let initiator = self.decide(s, reason);
+        if initiator == Initiator::User {
             if self.hosts.len() >= MAX_HOSTS && !self.hosts.contains_key(&s.orig) {
                 self.hosts.clear();
             }
-            let what = self.destination_text(s);
+            let in_page = self
+                .hosts
+                .get(&s.orig)
+                .and_then(|h| h.page.as_ref())
+                .is_some_and(|(t, _)| seconds_between(*t, s.start) <= PAGE_LOAD_WINDOW_S);
+            let new_page = !in_page && catalogue::is_web_port(s.ip_proto, s.resp_port);
+            if new_page {
+                let mut what = std::mem::take(&mut self.scratch);
+                what.clear();
+                self.push_destination(s, &mut what);
+                self.scratch = what;
+            }
             let host = self.hosts.entry(s.orig).or_default();
             host.last_user = Some(s.start);
-            let in_page = host
-                .page
-                .as_ref()
-                .is_some_and(|(t, _)| seconds_between(*t, s.start) <= PAGE_LOAD_WINDOW_S);
-            if !in_page && catalogue::is_web_port(s.ip_proto, s.resp_port) {
-                host.page = Some((s.start, what));
+            if new_page {
+                let (t, what) = host.page.get_or_insert_with(Default::default);
+                *t = s.start;
+                what.clear();
+                what.extend_from_slice(&self.scratch);
             }
         }
-        label
+        initiator
     }
 
-    fn decide(&self, s: &SessionSketch) -> Label {
+    /// Appends the reason to `out` and returns who started the session.
+    fn decide(&self, s: &SessionSketch<'_>, out: &mut Vec<u8>) -> Initiator {
         let report = self.report;
         let key = GroupKey::of(s);
         let verdict = report.verdicts.get(&key);
-        let periodic = verdict.and_then(|v| {
-            v.periodicity
-                .as_ref()
-                .map(|p| periodic_text(p, v.addresses, v.name.as_deref()))
-        });
-        let with_periodic = |reason: String| match &periodic {
-            Some(p) => format!("{reason}; {p}"),
-            None => reason,
+        let periodic = self.periodic.get(&key);
+        let with_periodic = |out: &mut Vec<u8>| {
+            if let Some(p) = periodic {
+                out.extend_from_slice(b"; ");
+                out.extend_from_slice(p.as_bytes());
+            }
         };
 
         // 1. Multicast and broadcast: nobody addresses a whole segment by hand.
         if let Some(g) = catalogue::group_destination(s.resp, &report.broadcasts) {
-            let word = match g {
-                GroupDestination::Multicast => "multicast group",
-                GroupDestination::Broadcast => "broadcast",
+            let word: &[u8] = match g {
+                GroupDestination::Multicast => b"multicast group",
+                GroupDestination::Broadcast => b"broadcast",
             };
-            let reason = match catalogue::by_port(s.ip_proto, s.resp_port) {
-                Some(hit) => format!("{} to {word} {}", hit.reason, s.resp),
-                None => format!("{word} traffic to {}", s.resp),
-            };
-            return Label::technology(reason);
+            match catalogue::by_port(s.ip_proto, s.resp_port) {
+                Some(hit) => {
+                    out.extend_from_slice(hit.reason.as_bytes());
+                    out.extend_from_slice(b" to ");
+                    out.extend_from_slice(word);
+                    out.push(b' ');
+                }
+                None => {
+                    out.extend_from_slice(word);
+                    out.extend_from_slice(b" traffic to ");
+                }
+            }
+            push_ip(out, s.resp);
+            return Initiator::Technology;
         }
         // 2. Infrastructure by protocol and port.
         if let Some(hit) = catalogue::by_port(s.ip_proto, s.resp_port) {
-            return Label::technology(with_periodic(hit.reason.to_string()));
+            out.extend_from_slice(hit.reason.as_bytes());
+            with_periodic(out);
+            return Initiator::Technology;
         }
         // 3. Infrastructure by the name the session was made for.
         let name = self.name(s);
         if let Some((name, _)) = &name {
             if let Some(hit) = catalogue::by_name(name) {
-                return Label::technology(with_periodic(format!("{} ({name})", hit.reason)));
+                out.extend_from_slice(hit.reason.as_bytes());
+                out.extend_from_slice(b" (");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b')');
+                with_periodic(out);
+                return Initiator::Technology;
             }
             if catalogue::looks_like_certificate_check(name) {
-                return Label::technology(with_periodic(format!(
-                    "certificate status check ({name})"
-                )));
+                out.extend_from_slice(b"certificate status check (");
+                out.extend_from_slice(name.as_bytes());
+                out.push(b')');
+                with_periodic(out);
+                return Initiator::Technology;
             }
         }
         // 4. A timer: the group ticks.
         if let Some(p) = periodic {
-            let to = match (&name, verdict.is_some_and(|v| v.addresses > 1)) {
-                (Some((n, _)), false) => format!(" to {n}"),
-                _ => String::new(),
-            };
-            return Label::technology(format!("{p}{to}"));
+            out.extend_from_slice(p.as_bytes());
+            if let (Some((n, _)), false) = (&name, verdict.is_some_and(|v| v.addresses > 1)) {
+                out.extend_from_slice(b" to ");
+                out.extend_from_slice(n.as_bytes());
+            }
+            return Initiator::Technology;
         }
         // 5. A connection kept up by small spaced-out messages.
         if let Some(k) = keep_alive(s) {
-            return Label::technology(format!(
+            let _ = write!(
+                out,
                 "long-lived connection ({:.0} s) kept up by small messages: {} packets, {:.0} B \
                  each on average, one every {:.1} s",
                 k.duration_s, k.pkts, k.bytes_per_pkt, k.gap_s
-            ));
+            );
+            return Initiator::Technology;
         }
         let host = self.hosts.get(&s.orig);
         // 6. A page's assets belong to the page a person opened.
         if let Some((t, what)) = host.and_then(|h| h.page.as_ref()) {
             let since = seconds_between(*t, s.start);
             if since <= PAGE_LOAD_WINDOW_S {
-                return Label::user(format!(
-                    "part of the page load of {what} started {since:.2} s earlier"
-                ));
+                out.extend_from_slice(b"part of the page load of ");
+                out.extend_from_slice(what);
+                let _ = write!(out, " started {since:.2} s earlier");
+                return Initiator::User;
             }
         }
         // 7. A destination contacted again and again while nobody is at the keyboard.
@@ -208,26 +252,33 @@ impl<'a> Labeller<'a> {
         if repeats >= IDLE_REPEAT_MIN
             && let Some(idle) = idle_for.filter(|&i| i >= IDLE_AFTER_S)
         {
-            return Label::technology(format!(
+            let _ = write!(
+                out,
                 "during an idle period: no user activity for {idle:.0} s; {repeats} sessions to \
                  this destination"
-            ));
+            );
+            return Initiator::Technology;
         }
         // 8. Nothing automatic about it.
-        let reason = if catalogue::is_interactive_port(s.ip_proto, s.resp_port) {
-            format!("interactive session (port {})", s.resp_port)
+        if catalogue::is_interactive_port(s.ip_proto, s.resp_port) {
+            out.extend_from_slice(b"interactive session (port ");
+            out.extend_from_slice(itoa::Buffer::new().format(s.resp_port).as_bytes());
+            out.push(b')');
         } else if catalogue::is_web_port(s.ip_proto, s.resp_port) {
-            format!("page or request to {}", self.destination_text(s))
+            out.extend_from_slice(b"page or request to ");
+            self.push_destination(s, out);
         } else {
-            "no sign of automation: not infrastructure, not periodic, not a keep-alive".into()
-        };
-        Label::user(reason)
+            out.extend_from_slice(
+                b"no sign of automation: not infrastructure, not periodic, not a keep-alive",
+            );
+        }
+        Initiator::User
     }
 
     /// The name the session was made for: from content, else from the DNS answer that gave
     /// its address (DNS causality), with the seconds since that lookup.
-    fn name<'s>(&'s self, s: &'s SessionSketch) -> Option<(&'s str, Option<f64>)> {
-        if let Some(n) = &s.server_name {
+    fn name<'s>(&'s self, s: &'s SessionSketch<'_>) -> Option<(&'s str, Option<f64>)> {
+        if let Some(n) = s.server_name {
             return Some((n, None));
         }
         self.report
@@ -236,10 +287,11 @@ impl<'a> Labeller<'a> {
             .map(|(n, t)| (n, Some(seconds_between(t, s.start))))
     }
 
-    fn destination_text(&self, s: &SessionSketch) -> String {
+    /// Appends the destination's name, else its address.
+    fn push_destination(&self, s: &SessionSketch<'_>, out: &mut Vec<u8>) {
         match self.name(s) {
-            Some((n, _)) => n.to_string(),
-            None => s.resp.to_string(),
+            Some((n, _)) => out.extend_from_slice(n.as_bytes()),
+            None => push_ip(out, s.resp),
         }
     }
 }

@@ -17,7 +17,7 @@ const VERSION: u8 = 1;
 
 /// What a session's label is computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionSketch {
+pub struct SessionSketch<'a> {
     pub start: Timestamp,
     pub duration_nanos: u64,
     pub orig: IpAddr,
@@ -29,11 +29,11 @@ pub struct SessionSketch {
     pub resp_bytes: u64,
     pub pkts: u64,
     /// The name the session was made for, when content classification saw one (SNI, Host).
-    pub server_name: Option<String>,
+    pub server_name: Option<&'a str>,
 }
 
-impl SessionSketch {
-    pub fn from_record(record: &SessionRecord, server_name: Option<&str>) -> Self {
+impl<'a> SessionSketch<'a> {
+    pub fn from_record(record: &SessionRecord, server_name: Option<&'a str>) -> Self {
         SessionSketch {
             start: record.start,
             duration_nanos: record.duration_nanos(),
@@ -48,13 +48,13 @@ impl SessionSketch {
                 .orig_stats
                 .pkts
                 .saturating_add(record.resp_stats.pkts),
-            server_name: server_name.map(|n| cut(n, MAX_NAME_LEN).to_string()),
+            server_name: server_name.map(|n| cut(n, MAX_NAME_LEN)),
         }
     }
 
     /// Appends the byte form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_named(self.server_name.as_deref(), out);
+        self.encode_named(self.server_name, out);
     }
 
     /// Appends the byte form of this sketch with `server_name` for its name (whatever its own
@@ -76,7 +76,8 @@ impl SessionSketch {
         out.extend_from_slice(name.as_bytes());
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    /// The sketch in `bytes`, its name borrowed from them.
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
         let mut r = Reader(bytes);
         if r.u8()? != VERSION {
             return None;
@@ -96,7 +97,7 @@ impl SessionSketch {
         let server_name = if name.is_empty() {
             None
         } else {
-            Some(std::str::from_utf8(name).ok()?.to_string())
+            Some(std::str::from_utf8(name).ok()?)
         };
         Some(SessionSketch {
             start,
@@ -163,7 +164,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn sketch(name: Option<&str>) -> SessionSketch {
+    fn sketch(name: Option<&str>) -> SessionSketch<'_> {
         SessionSketch {
             start: Timestamp::from_micros(1_700_000_000_123_456),
             duration_nanos: 42,
@@ -175,7 +176,7 @@ mod tests {
             orig_bytes: 1,
             resp_bytes: u64::MAX,
             pkts: 9,
-            server_name: name.map(String::from),
+            server_name: name,
         }
     }
 
@@ -204,7 +205,7 @@ mod tests {
         sketch(Some(&long)).encode(&mut bytes);
         let back = SessionSketch::decode(&bytes).unwrap().server_name.unwrap();
         assert_eq!(back.len(), 254);
-        assert!(long.starts_with(&back));
+        assert!(long.starts_with(back));
     }
 
     #[test]
