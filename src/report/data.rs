@@ -14,8 +14,9 @@
 
 use crate::analysis::hidden::{HiddenPattern, HiddenReport};
 use crate::capture::Timestamp;
-use crate::session::{Proto, SessionRecord};
+use crate::session::{History, Proto, SessionRecord, Uid};
 use std::collections::{BTreeMap, BinaryHeap};
+use std::net::IpAddr;
 
 /// Most timeline buckets; the width doubles when more would be needed.
 pub const MAX_TIMELINE_BUCKETS: usize = 600;
@@ -132,20 +133,20 @@ impl Timeline {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRow {
     pub start: Timestamp,
-    pub uid: String,
-    pub orig_h: String,
+    pub uid: Uid,
+    pub orig_h: IpAddr,
     pub orig_p: u16,
-    pub resp_h: String,
+    pub resp_h: IpAddr,
     pub resp_p: u16,
     pub proto: &'static str,
-    pub service: String,
+    pub service: &'static str,
     pub duration_nanos: u64,
     pub orig_bytes: u64,
     pub resp_bytes: u64,
     pub pkts: u64,
     pub ip_bytes: u64,
     pub conn_state: &'static str,
-    pub history: String,
+    pub history: History,
     pub end_reason: &'static str,
 }
 
@@ -159,7 +160,7 @@ impl Ord for Sampled {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.hash
             .cmp(&other.hash)
-            .then_with(|| self.row.uid.cmp(&other.row.uid))
+            .then_with(|| self.row.uid.as_str().cmp(other.row.uid.as_str()))
     }
 }
 
@@ -351,20 +352,20 @@ impl ReportData {
             hash,
             row: SampleRow {
                 start: r.start,
-                uid: r.uid.as_str().to_string(),
-                orig_h: r.orig.addr.to_string(),
+                uid: r.uid,
+                orig_h: r.orig.addr,
                 orig_p: r.orig.port,
-                resp_h: r.resp.addr.to_string(),
+                resp_h: r.resp.addr,
                 resp_p: r.resp.port,
                 proto: r.proto.as_str(),
-                service: r.service.unwrap_or("").to_string(),
+                service: r.service.unwrap_or(""),
                 duration_nanos: r.duration_nanos(),
                 orig_bytes: r.orig_stats.bytes,
                 resp_bytes: r.resp_stats.bytes,
                 pkts: r.orig_stats.pkts.saturating_add(r.resp_stats.pkts),
                 ip_bytes,
                 conn_state: r.conn_state.as_str(),
-                history: r.history.as_str().to_string(),
+                history: r.history,
                 end_reason: r.end_reason.as_str(),
             },
         });
@@ -385,7 +386,11 @@ impl ReportData {
     /// The sampled sessions in start order (then uid).
     pub fn sample(&self) -> Vec<&SampleRow> {
         let mut rows: Vec<&SampleRow> = self.sample.iter().map(|s| &s.row).collect();
-        rows.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.uid.cmp(&b.uid)));
+        rows.sort_by(|a, b| {
+            a.start
+                .cmp(&b.start)
+                .then_with(|| a.uid.as_str().cmp(b.uid.as_str()))
+        });
         rows
     }
 }

@@ -379,15 +379,15 @@ fn data_json(s: &CaptureSummary, data: &ReportData) -> String {
         j.push('[');
         json_seconds(&mut j, r.start.0);
         j.push(',');
-        push_json_string(&mut j, &r.uid);
+        push_json_string(&mut j, r.uid.as_str());
         j.push(',');
-        push_json_string(&mut j, &r.orig_h);
+        push_json_string(&mut j, &r.orig_h.to_string());
         let _ = write!(j, ",{},", r.orig_p);
-        push_json_string(&mut j, &r.resp_h);
+        push_json_string(&mut j, &r.resp_h.to_string());
         let _ = write!(j, ",{},", r.resp_p);
         push_json_string(&mut j, r.proto);
         j.push(',');
-        push_json_string(&mut j, &r.service);
+        push_json_string(&mut j, r.service);
         let _ = write!(
             j,
             ",{},{},{},{},{},",
@@ -399,7 +399,7 @@ fn data_json(s: &CaptureSummary, data: &ReportData) -> String {
         );
         push_json_string(&mut j, r.conn_state);
         j.push(',');
-        push_json_string(&mut j, &r.history);
+        push_json_string(&mut j, r.history.as_str());
         j.push(',');
         push_json_string(&mut j, r.end_reason);
         j.push(']');
