@@ -170,6 +170,9 @@ struct LruLinks {
     next: u32,
 }
 
+/// Session slots reserved up front (at most `max_sessions`).
+const RESERVED_SLOTS: usize = 1 << 16;
+
 /// Tracks every session of one packet stream.
 pub struct SessionTracker {
     config: TrackerConfig,
@@ -251,13 +254,16 @@ fn nanos(d: Duration) -> u64 {
 
 impl SessionTracker {
     pub fn new(config: TrackerConfig) -> Self {
+        // Room reserved, not touched: growing by doubling would copy every slot at each step
+        // and leave the old tables' pages behind.
+        let reserved = config.max_sessions.min(RESERVED_SLOTS);
         SessionTracker {
             config,
             stats: TrackerStats::default(),
             index: hashbrown::HashTable::new(),
             hasher: ahash::RandomState::new(),
-            slots: Vec::new(),
-            lru: Vec::new(),
+            slots: Vec::with_capacity(reserved),
+            lru: Vec::with_capacity(reserved),
             free: Vec::new(),
             timers: TimerWheel::new(),
             lru_head: NIL,
