@@ -160,7 +160,9 @@ impl<'a> Labeller<'a> {
         let report = self.report;
         let key = GroupKey::of(s);
         let verdict = report.verdicts.get(&key);
-        let periodic = self.periodic.get(&key);
+        let periodic = verdict
+            .filter(|v| v.periodicity.is_some())
+            .and_then(|_| self.periodic.get(&key));
         let with_periodic = |out: &mut Vec<u8>| {
             if let Some(p) = periodic {
                 out.extend_from_slice(b"; ");
@@ -240,7 +242,9 @@ impl<'a> Labeller<'a> {
             if since <= PAGE_LOAD_WINDOW_S {
                 out.extend_from_slice(b"part of the page load of ");
                 out.extend_from_slice(what);
-                let _ = write!(out, " started {since:.2} s earlier");
+                out.extend_from_slice(b" started ");
+                push_seconds_2dp(out, *t, s.start);
+                out.extend_from_slice(b" s earlier");
                 return Initiator::User;
             }
         }
@@ -298,4 +302,65 @@ impl<'a> Labeller<'a> {
 
 fn seconds_between(earlier: Timestamp, later: Timestamp) -> f64 {
     later.0.saturating_sub(earlier.0) as f64 / 1e9
+}
+
+/// [`seconds_between`] as `{:.2}` writes it, in integers: the nanoseconds decide the rounding
+/// except at an exact half hundredth (where the float's own rounding decides, so `fmt` does)
+/// and outside 0..=10^15 ns (where the float may no longer tell the two sides apart).
+fn push_seconds_2dp(out: &mut Vec<u8>, earlier: Timestamp, later: Timestamp) {
+    const NANOS_PER_HUNDREDTH: i64 = 10_000_000;
+    let nanos = later.0.saturating_sub(earlier.0);
+    let (hundredths, rest) = (nanos / NANOS_PER_HUNDREDTH, nanos % NANOS_PER_HUNDREDTH);
+    if !(0..=1_000_000_000_000_000).contains(&nanos) || rest == NANOS_PER_HUNDREDTH / 2 {
+        let _ = write!(out, "{:.2}", seconds_between(earlier, later));
+        return;
+    }
+    let hundredths = hundredths + i64::from(rest > NANOS_PER_HUNDREDTH / 2);
+    out.extend_from_slice(itoa::Buffer::new().format(hundredths / 100).as_bytes());
+    out.push(b'.');
+    let fraction = (hundredths % 100) as u8;
+    out.extend_from_slice(&[b'0' + fraction / 10, b'0' + fraction % 10]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_with_two_decimals_are_written_as_fmt_writes_them() {
+        let mut nanos: Vec<i64> = vec![
+            0,
+            1,
+            4_999_999,
+            5_000_000,
+            5_000_001,
+            15_000_000,
+            25_000_000,
+            994_999_999,
+            995_000_000,
+            999_999_999,
+            4_995_000_000,
+            5_000_000_000,
+            -1,
+            -5_000_000,
+            1_000_000_000_000_000,
+            1_000_000_000_000_001,
+            i64::MAX,
+        ];
+        // A deterministic spread over 0-10 s.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            nanos.push((x % 10_000_000_000) as i64);
+        }
+        for n in nanos {
+            let (earlier, later) = (Timestamp(0), Timestamp(n));
+            let mut out = Vec::new();
+            push_seconds_2dp(&mut out, earlier, later);
+            let expected = format!("{:.2}", seconds_between(earlier, later));
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{n} ns");
+        }
+    }
 }
