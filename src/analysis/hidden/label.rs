@@ -70,8 +70,6 @@ pub struct Labeller<'a> {
     periodic: AHashMap<GroupKey, String>,
     /// The start of the session last labelled, from its tag.
     last_start: Option<Timestamp>,
-    /// Reused for the destination of a page load.
-    scratch: Vec<u8>,
 }
 
 impl<'a> Labeller<'a> {
@@ -89,7 +87,6 @@ impl<'a> Labeller<'a> {
             hosts: AHashMap::new(),
             periodic,
             last_start: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -136,20 +133,14 @@ impl<'a> Labeller<'a> {
                 .get(&s.orig)
                 .and_then(|h| h.page.as_ref())
                 .is_some_and(|(t, _)| seconds_between(*t, s.start) <= PAGE_LOAD_WINDOW_S);
-            let new_page = !in_page && catalogue::is_web_port(s.ip_proto, s.resp_port);
-            if new_page {
-                let mut what = std::mem::take(&mut self.scratch);
-                what.clear();
-                self.push_destination(s, &mut what);
-                self.scratch = what;
-            }
             let host = self.hosts.entry(s.orig).or_default();
             host.last_user = Some(s.start);
-            if new_page {
+            if !in_page && catalogue::is_web_port(s.ip_proto, s.resp_port) {
+                // The text buffer of the host's previous page load is reused.
                 let (t, what) = host.page.get_or_insert_with(Default::default);
                 *t = s.start;
                 what.clear();
-                what.extend_from_slice(&self.scratch);
+                push_destination(self.report, s, what);
             }
         }
         initiator
@@ -198,7 +189,7 @@ impl<'a> Labeller<'a> {
             return Initiator::Technology;
         }
         // 3. Infrastructure by the name the session was made for.
-        let name = self.name(s);
+        let name = made_for(report, s);
         if let Some((name, _)) = &name {
             if let Some(hit) = catalogue::by_name(name) {
                 out.extend_from_slice(hit.reason.as_bytes());
@@ -270,7 +261,7 @@ impl<'a> Labeller<'a> {
             out.push(b')');
         } else if catalogue::is_web_port(s.ip_proto, s.resp_port) {
             out.extend_from_slice(b"page or request to ");
-            self.push_destination(s, out);
+            push_destination(report, s, out);
         } else {
             out.extend_from_slice(
                 b"no sign of automation: not infrastructure, not periodic, not a keep-alive",
@@ -278,25 +269,28 @@ impl<'a> Labeller<'a> {
         }
         Initiator::User
     }
+}
 
-    /// The name the session was made for: from content, else from the DNS answer that gave
-    /// its address (DNS causality), with the seconds since that lookup.
-    fn name<'s>(&'s self, s: &'s SessionSketch<'_>) -> Option<(&'s str, Option<f64>)> {
-        if let Some(n) = s.server_name {
-            return Some((n, None));
-        }
-        self.report
-            .dns
-            .name_for(s.orig, s.resp)
-            .map(|(n, t)| (n, Some(seconds_between(t, s.start))))
+/// The name the session was made for: from content, else from the DNS answer that gave its
+/// address (DNS causality), with the seconds since that lookup.
+fn made_for<'s>(
+    report: &'s HiddenReport,
+    s: &'s SessionSketch<'_>,
+) -> Option<(&'s str, Option<f64>)> {
+    if let Some(n) = s.server_name {
+        return Some((n, None));
     }
+    report
+        .dns
+        .name_for(s.orig, s.resp)
+        .map(|(n, t)| (n, Some(seconds_between(t, s.start))))
+}
 
-    /// Appends the destination's name, else its address.
-    fn push_destination(&self, s: &SessionSketch<'_>, out: &mut Vec<u8>) {
-        match self.name(s) {
-            Some((n, _)) => out.extend_from_slice(n.as_bytes()),
-            None => push_ip(out, s.resp),
-        }
+/// Appends the destination's name, else its address.
+fn push_destination(report: &HiddenReport, s: &SessionSketch<'_>, out: &mut Vec<u8>) {
+    match made_for(report, s) {
+        Some((n, _)) => out.extend_from_slice(n.as_bytes()),
+        None => push_ip(out, s.resp),
     }
 }
 
