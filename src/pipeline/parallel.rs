@@ -361,7 +361,7 @@ impl Reader {
                 self.send(index);
             }
         }
-        self.inline.ended.send();
+        self.inline.send();
     }
 
     /// End of input: the last batches, then every worker ends its sessions at the clock.
