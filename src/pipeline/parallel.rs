@@ -159,7 +159,7 @@ pub fn analyze(
                     decoder,
                     verify_checksums,
                     shards: ShardMap::new(threads),
-                    inline: InlineWorker::new(inline_config, inline_streams, inline_reports),
+                    inline: Worker::new(inline_config, inline_streams, inline_reports),
                     workers: inputs,
                     summary: CaptureSummary::default(),
                     clock: Timestamp::ZERO,
@@ -219,7 +219,7 @@ struct Reader {
     verify_checksums: bool,
     /// Which worker each address pair goes to: 0 is `inline`, `n` is `workers[n - 1]`.
     shards: ShardMap,
-    inline: InlineWorker,
+    inline: Worker,
     workers: Vec<WorkerInput>,
     summary: CaptureSummary,
     /// The latest time of the frames whose layers reached a tracker: the clock one table
@@ -376,14 +376,15 @@ impl Reader {
     }
 }
 
-/// Worker 0, on the reading thread: the same tracking as [`run_worker`], fed layer by layer.
-struct InlineWorker {
+/// A worker's table and the sessions it ended: worker 0 on the reading thread, fed layer by
+/// layer ([`Worker::process`]), and each worker thread ([`run_worker`]), fed in batches.
+struct Worker {
     tracker: SessionTracker,
     ended: EndedSessions,
     handed_back: Receiver<Vec<SessionRecord>>,
 }
 
-impl InlineWorker {
+impl Worker {
     fn new(
         config: TrackerConfig,
         streams: Option<(SharedStreamWriter, usize)>,
@@ -394,7 +395,7 @@ impl InlineWorker {
             tracker.set_stream_sink(Box::new(writer), limit);
         }
         let (give_back, handed_back) = mpsc::channel::<Vec<SessionRecord>>();
-        InlineWorker {
+        Worker {
             tracker,
             ended: EndedSessions {
                 list: Vec::new(),
@@ -422,7 +423,8 @@ impl InlineWorker {
         self.ended.send();
     }
 
-    /// End of input, as [`Job::Finish`] for a thread worker.
+    /// End of input ([`Job::Finish`]): expire up to the capture's clock `now`, end every open
+    /// session, hand them on and report the tracker's counters.
     fn finish(mut self, now: Timestamp) {
         let ended = &mut self.ended;
         self.tracker.advance_to(now, &mut |r| ended.push(r));
@@ -482,21 +484,12 @@ fn run_worker(
     reports: SyncSender<Report>,
     live_sessions: Arc<AtomicUsize>,
 ) {
-    let mut tracker = SessionTracker::new(config);
-    if let Some((writer, limit)) = streams {
-        tracker.set_stream_sink(Box::new(writer), limit);
-    }
-    let (give_back, handed_back) = mpsc::channel::<Vec<SessionRecord>>();
-    let mut ended = EndedSessions {
-        list: Vec::new(),
-        spare: Vec::new(),
-        reports,
-        give_back,
-    };
+    let mut worker = Worker::new(config, streams, reports);
     while let Ok(job) = jobs.recv() {
-        recycle_lists(&handed_back, &mut ended.spare);
+        recycle_lists(&worker.handed_back, &mut worker.ended.spare);
         match job {
             Job::Layers(mut batch) => {
+                let (tracker, ended) = (&mut worker.tracker, &mut worker.ended);
                 for layer in &batch.layers {
                     // The clock of one table: sessions expire at the same frame as there,
                     // even when the frames that moved time on went to other workers.
@@ -519,13 +512,8 @@ fn run_worker(
                 let _ = recycle.send(batch);
             }
             Job::Finish(now) => {
-                tracker.advance_to(now, &mut |r| ended.push(r));
-                tracker.finish(&mut |r| ended.push(r));
-                let mut summary = CaptureSummary::default();
-                summary.set_tracker_stats(tracker.stats());
                 live_sessions.store(0, Ordering::Relaxed);
-                ended.send();
-                let _ = ended.reports.send(Report::Done(Box::new(summary)));
+                worker.finish(now);
                 return;
             }
         }

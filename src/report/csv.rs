@@ -570,10 +570,7 @@ fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
     text_field(out, text(&c.http_host));
     text_field(out, text(&c.http_uri));
     text_field(out, text(&c.http_user_agent));
-    match c.http_status {
-        Some(status) => int_field(out, status),
-        None => out.push(b','),
-    }
+    optional_int_field(out, c.http_status);
     text_field(out, text(&c.dns_query));
     text_field(out, text(&c.dns_qtype));
     text_field(out, c.dns_rcode.unwrap_or("").as_bytes());
@@ -585,10 +582,7 @@ fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
     text_field(out, text(&c.quic_version));
     text_field(out, text(&c.dhcp_hostname));
     text_field(out, text(&c.dhcp_vendor_class));
-    match c.ntp_version {
-        Some(version) => int_field(out, version),
-        None => out.push(b','),
-    }
+    optional_int_field(out, c.ntp_version);
     text_field(out, c.ntp_mode.unwrap_or("").as_bytes());
     text_field(out, text(&c.ssdp_target));
 }
@@ -639,6 +633,14 @@ fn seconds_with_micros<S: itoa::Integer>(out: &mut Vec<u8>, secs: S, micros: u64
 fn int_field<I: itoa::Integer>(out: &mut Vec<u8>, value: I) {
     out.push(b',');
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// `,` then the integer if there is one.
+fn optional_int_field<I: itoa::Integer>(out: &mut Vec<u8>, value: Option<I>) {
+    match value {
+        Some(value) => int_field(out, value),
+        None => out.push(b','),
+    }
 }
 
 /// `,` then the address as `Display` writes it, without `fmt`.

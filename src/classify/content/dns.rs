@@ -240,20 +240,10 @@ fn rdata_text(rdata: &RData<'_>) -> String {
 /// Dotted-quad text of an IPv4 address (as `Ipv4Addr`'s `Display` writes it), without the
 /// formatting machinery.
 fn ipv4_text(address: u32) -> String {
-    let mut out = String::with_capacity(15);
-    for (i, octet) in address.to_be_bytes().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        if octet >= 100 {
-            out.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            out.push(char::from(b'0' + octet / 10 % 10));
-        }
-        out.push(char::from(b'0' + octet % 10));
-    }
-    out
+    let mut out = Vec::with_capacity(15);
+    crate::text::push_ipv4(&mut out, std::net::Ipv4Addr::from(address));
+    // Digits and dots only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The `Debug` name of the record types seen most, without formatting.
