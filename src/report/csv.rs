@@ -384,8 +384,9 @@ impl SessionCsvWriter {
             })
     }
 
-    /// With a core to spare: at finish, the lines are written to the files (and parsed for the
-    /// other formats) on a second thread while this one labels the rows in order.
+    /// With a core to spare: at finish, the runs are merged on a second thread and the lines
+    /// written to the files (and parsed for the other formats) on a third, while this one
+    /// labels the rows in order.
     pub fn write_beside_labels(&mut self, beside: bool) {
         self.write_beside = beside;
     }
@@ -439,8 +440,9 @@ impl SessionCsvWriter {
             block.push(b'\n');
         };
         let (order_stats, output) = if write_beside {
-            // Labelling stays here (it needs the rows in order); writing the lines to the
-            // files, and parsing them for the other formats, runs beside it.
+            // Labelling stays here (it needs the rows in order); merging the runs before it,
+            // and writing the lines to the files (parsing them for the other formats) after
+            // it, run beside it.
             std::thread::scope(|scope| {
                 let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(LINE_BLOCKS_QUEUED);
                 let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
@@ -451,7 +453,7 @@ impl SessionCsvWriter {
                     }
                     Ok(output)
                 });
-                let ordered = in_blocks(order, &mut compose, &mut |block| {
+                let ordered = in_blocks_merged_beside(scope, order, &mut compose, &mut |block| {
                     let mut fresh = empty_rx
                         .try_recv()
                         .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES));
@@ -516,6 +518,79 @@ fn in_blocks(
     hand_on(&mut block)?;
     Ok(stats)
 }
+
+/// Like [`in_blocks`], with the merge of the runs on a thread of `scope`: it hands the
+/// ordered rows over in blocks (each row after its length as 4 little-endian bytes), so that
+/// merging (reading the runs back, the heap of their heads) and composing run side by side.
+fn in_blocks_merged_beside<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    order: StartOrderBuffer,
+    compose: &mut dyn FnMut(&mut Vec<u8>, &[u8]),
+    hand_on: &mut dyn FnMut(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<OrderStats> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(ROW_BLOCKS_QUEUED);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let merging = scope.spawn(move || -> io::Result<OrderStats> {
+        let mut rows = Vec::with_capacity(ROW_BLOCK_BYTES);
+        let stats = order.finish_each(&mut |stored| {
+            // A row longer than u32::MAX bytes cannot be stored: rows are capped far below.
+            let len = u32::try_from(stored.len()).map_err(io::Error::other)?;
+            rows.extend_from_slice(&len.to_le_bytes());
+            rows.extend_from_slice(stored);
+            if rows.len() >= ROW_BLOCK_BYTES {
+                let mut fresh = empty_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(ROW_BLOCK_BYTES));
+                fresh.clear();
+                full_tx
+                    .send(std::mem::replace(&mut rows, fresh))
+                    .map_err(|_| io::Error::other("the labelling stopped"))?;
+            }
+            Ok(())
+        })?;
+        if !rows.is_empty() {
+            full_tx
+                .send(rows)
+                .map_err(|_| io::Error::other("the labelling stopped"))?;
+        }
+        Ok(stats)
+    });
+    let mut block = Vec::with_capacity(LINE_BLOCK_BYTES);
+    let mut composed = Ok(());
+    for rows in full_rx.iter() {
+        let mut rest = rows.as_slice();
+        while let Some((len, after)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let Some((stored, after)) = after.split_at_checked(len) else {
+                break;
+            };
+            compose(&mut block, stored);
+            rest = after;
+        }
+        if block.len() >= LINE_BLOCK_BYTES {
+            composed = hand_on(&mut block);
+            if composed.is_err() {
+                break;
+            }
+        }
+        let _ = empty_tx.send(rows);
+    }
+    if composed.is_ok() {
+        composed = hand_on(&mut block);
+    }
+    // Dropping the receiver first lets a merge blocked on a full queue end.
+    drop(full_rx);
+    let merged = merging
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    composed?;
+    merged
+}
+
+/// Merged rows are handed to the labelling in blocks of about this many bytes.
+const ROW_BLOCK_BYTES: usize = 256 << 10;
+/// Blocks of merged rows waiting for the labelling before the merge waits.
+const ROW_BLOCKS_QUEUED: usize = 4;
 
 /// Finished lines are handed to the files in blocks of about this many bytes.
 const LINE_BLOCK_BYTES: usize = 256 << 10;
@@ -942,6 +1017,73 @@ mod tests {
         // Only sessions.csv is left in the directory.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Writes `rows` sessions finishing out of start order through spills of 97 rows, labels
+    /// them (the reason numbers the calls, so the order of the calls shows in the file), and
+    /// returns sessions.csv's bytes.
+    fn labelled_file(name: &str, rows: u16, beside: bool) -> Vec<u8> {
+        let dir = temp_dir(name);
+        let options = CsvOptions {
+            max_rows_in_memory: 97,
+            ..CsvOptions::default()
+        };
+        let mut w = SessionCsvWriter::create(&dir, &options).unwrap();
+        let base = 1_000_000_000_000_000i64;
+        for i in 0..rows {
+            let mut r = http_get();
+            // Interleaved start order: later rows often started earlier.
+            let start = i64::from((i * 7919) % rows);
+            r.start = Timestamp(base + start * 1_000_000);
+            r.last = Timestamp(base + 10_000_000_000);
+            r.orig.port = i;
+            w.write(&r).unwrap();
+        }
+        w.write_beside_labels(beside);
+        let mut calls = 0u32;
+        let stats = w
+            .finish_labelled(&mut |_, row, reason| {
+                calls += 1;
+                reason.extend_from_slice(format!("call {calls}").as_bytes());
+                if row.len() % 2 == 0 {
+                    "user"
+                } else {
+                    "technology"
+                }
+            })
+            .unwrap();
+        assert_eq!(stats.rows, u64::from(rows));
+        assert!(stats.runs_spilled > 0);
+        let bytes = std::fs::read(&stats.path).unwrap();
+        // Only sessions.csv is left in the directory.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn merging_beside_the_labelling_writes_the_same_file() {
+        // Enough rows for several blocks of merged rows.
+        let rows = 20_000;
+        let inline = labelled_file("label-inline", rows, false);
+        let beside = labelled_file("label-beside", rows, true);
+        assert!(inline.len() > 4 * ROW_BLOCK_BYTES);
+        assert!(inline == beside, "the files differ");
+        // In start order, labelled in that order.
+        let text = String::from_utf8(inline).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let mut last_ts = 0.0;
+        for (index, record) in reader.records().enumerate() {
+            let record = record.unwrap();
+            let ts: f64 = record[0].parse().unwrap();
+            assert!(ts >= last_ts);
+            last_ts = ts;
+            let reason_column = SESSIONS_CSV_COLUMNS
+                .iter()
+                .position(|c| *c == "initiator_reason")
+                .unwrap();
+            assert_eq!(&record[reason_column], format!("call {}", index + 1));
+        }
     }
 
     #[test]
