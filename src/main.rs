@@ -324,6 +324,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     let csv_options = report::CsvOptions {
         sensor: sensor.clone(),
         partition: args.partition,
+        remove_old_beside: options.threads > 1,
         max_rows_in_memory: args
             .tracker
             .memory

@@ -103,6 +103,8 @@ pub struct CsvOptions {
     /// Write Parquet as the partitioned dataset `sessions/sensor=NAME/date=DAY/` (`--partition`)
     /// instead of sessions.parquet.
     pub partition: bool,
+    /// Delete an earlier run's sessions.csv on a thread of its own (with a core to spare).
+    pub remove_old_beside: bool,
 }
 
 impl Default for CsvOptions {
@@ -112,6 +114,7 @@ impl Default for CsvOptions {
             max_rows_in_memory: DEFAULT_MAX_ROWS_IN_MEMORY,
             sensor: String::new(),
             partition: false,
+            remove_old_beside: false,
         }
     }
 }
@@ -161,6 +164,50 @@ pub struct SessionCsvWriter {
     sensor_field: Vec<u8>,
     /// Write the finished lines on a thread of their own (see [`Self::write_beside_labels`]).
     write_beside: bool,
+    /// An earlier run's sessions.csv being deleted beside the run.
+    old_file: OldFileRemoval,
+}
+
+/// Deletes a file on a thread of its own, waited for when dropped.
+#[derive(Default)]
+struct OldFileRemoval(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for OldFileRemoval {
+    fn drop(&mut self) {
+        if let Some(removing) = self.0.take() {
+            let _ = removing.join();
+        }
+    }
+}
+
+/// Makes way for a new `path`: an earlier run's regular file there is unlinked (renamed aside
+/// and unlinked on a thread of its own when `beside`). Truncating it instead costs as much as
+/// unlinking (its pages and blocks are freed either way: 54 ms for 88 MB here), and ext4 then
+/// also starts writing the new file back when it is closed (29 ms), as it does for every file
+/// truncated and rewritten. A symbolic link is left alone: the new file is written through it,
+/// as before.
+fn remove_old(path: &Path, beside: bool) -> OldFileRemoval {
+    let is_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if !is_file {
+        return OldFileRemoval::default();
+    }
+    if beside && let Some(name) = path.file_name() {
+        let mut aside_name = std::ffi::OsString::from(".");
+        aside_name.push(name);
+        aside_name.push(format!(".old-{}.tmp", std::process::id()));
+        let aside = path.with_file_name(aside_name);
+        if std::fs::rename(path, &aside).is_ok() {
+            let removing = std::thread::Builder::new()
+                .name("remove-old".into())
+                .spawn(move || {
+                    let _ = std::fs::remove_file(&aside);
+                });
+            return OldFileRemoval(removing.ok());
+        }
+    }
+    // File::create reports what goes wrong from here.
+    let _ = std::fs::remove_file(path);
+    OldFileRemoval::default()
 }
 
 /// Formats sessions into complete CSV lines (shared by the start-ordered writer and the
@@ -274,13 +321,13 @@ impl RowFormatter {
 }
 
 impl SessionCsvWriter {
-    /// Creates (truncates) `dir/sessions.csv` and writes the header line.
+    /// Creates `dir/sessions.csv` (replacing an earlier one) and writes the header line.
     pub fn create(dir: &Path, options: &CsvOptions) -> Result<Self, CsvError> {
         Self::create_formats(dir, options, &[ExportFormat::Csv])
     }
 
-    /// Creates (truncates) one file per format in `dir`: sessions.csv (header written now),
-    /// sessions.jsonl, sessions.parquet.
+    /// Creates one file per format in `dir` (replacing earlier ones): sessions.csv (header
+    /// written now), sessions.jsonl, sessions.parquet.
     pub fn create_formats(
         dir: &Path,
         options: &CsvOptions,
@@ -288,11 +335,13 @@ impl SessionCsvWriter {
     ) -> Result<Self, CsvError> {
         let path = dir.join(SESSIONS_FILE_NAME);
         let mut file = None;
+        let mut old_file = OldFileRemoval::default();
         let mut sinks: Vec<Box<dyn RowSink + Send>> = Vec::new();
         for format in formats {
             match format {
                 ExportFormat::Csv => {
                     let io_err = io_error(&path);
+                    old_file = remove_old(&path, options.remove_old_beside);
                     let created = File::create(&path).map_err(&io_err)?;
                     let mut created = BufWriter::with_capacity(1 << 16, created);
                     created
@@ -327,6 +376,7 @@ impl SessionCsvWriter {
                 field
             },
             write_beside: false,
+            old_file,
         })
     }
 
@@ -413,8 +463,10 @@ impl SessionCsvWriter {
             order,
             sensor_field,
             write_beside,
+            old_file,
             ..
         } = self;
+        drop(old_file);
         let mut output = LineOutput {
             file,
             sinks,
@@ -1083,6 +1135,59 @@ mod tests {
                 .position(|c| *c == "initiator_reason")
                 .unwrap();
             assert_eq!(&record[reason_column], format!("call {}", index + 1));
+        }
+    }
+
+    /// Writes one session into `dir` with `options` and returns sessions.csv's text.
+    fn write_one(dir: &Path, options: &CsvOptions) -> String {
+        let mut w = SessionCsvWriter::create(dir, options).unwrap();
+        w.write(&http_get()).unwrap();
+        let stats = w.finish().unwrap();
+        std::fs::read_to_string(stats.path).unwrap()
+    }
+
+    #[test]
+    fn an_earlier_sessions_csv_is_replaced_and_nothing_is_left_beside() {
+        for beside in [false, true] {
+            let dir = temp_dir(&format!("replace-{beside}"));
+            let old = dir.join(SESSIONS_FILE_NAME);
+            std::fs::write(&old, "old contents\n".repeat(10_000)).unwrap();
+            let options = CsvOptions {
+                remove_old_beside: beside,
+                ..CsvOptions::default()
+            };
+            let text = write_one(&dir, &options);
+            assert!(text.starts_with("ts,uid,"), "{text}");
+            assert!(!text.contains("old contents"));
+            assert_eq!(text.lines().count(), 2);
+            // The old file is gone once the writer has finished: only sessions.csv is left.
+            let names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [SESSIONS_FILE_NAME], "beside: {beside}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_sessions_csv_link_is_written_through() {
+        for beside in [false, true] {
+            let dir = temp_dir(&format!("link-{beside}"));
+            let target = dir.join("elsewhere.csv");
+            std::fs::write(&target, "old contents\n").unwrap();
+            std::os::unix::fs::symlink(&target, dir.join(SESSIONS_FILE_NAME)).unwrap();
+            let options = CsvOptions {
+                remove_old_beside: beside,
+                ..CsvOptions::default()
+            };
+            write_one(&dir, &options);
+            let link = std::fs::symlink_metadata(dir.join(SESSIONS_FILE_NAME)).unwrap();
+            assert!(link.file_type().is_symlink());
+            let through = std::fs::read_to_string(&target).unwrap();
+            assert!(through.starts_with("ts,uid,") && !through.contains("old contents"));
+            std::fs::remove_dir_all(dir).unwrap();
         }
     }
 
