@@ -1085,7 +1085,7 @@ mod tests {
         for i in 0..rows {
             let mut r = http_get();
             // Interleaved start order: later rows often started earlier.
-            let start = i64::from((i * 7919) % rows);
+            let start = (i64::from(i) * 7919) % i64::from(rows);
             r.start = Timestamp(base + start * 1_000_000);
             r.last = Timestamp(base + 10_000_000_000);
             r.orig.port = i;
