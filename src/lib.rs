@@ -7,6 +7,9 @@
 //! and [`report`] writes it out. [`pipeline`] wires the stages together; the CLI sits on top.
 //! No stage reaches back up the pipeline; [`text`] holds the address text the per-row outputs share.
 
+// Capture bytes and user input must never reach a panic: no unwrap or expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod analysis;
 pub mod capture;
 pub mod classify;

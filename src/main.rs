@@ -1,6 +1,9 @@
 //! The `sessionscope` command line: parses arguments into typed options, runs the pipeline,
 //! prints errors once at the top, and maps outcomes to documented exit codes.
 
+// Capture bytes and user input must never reach a panic: no unwrap or expect outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use clap::{Parser, Subcommand, ValueEnum};
 use sessionscope::analysis::hidden::{
     AllowList, Cidr, HiddenAnalyzer, HiddenOptions, Initiator, SessionFacts,

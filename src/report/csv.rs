@@ -466,6 +466,7 @@ impl SessionCsvWriter {
             old_file,
             ..
         } = self;
+        // The earlier run's file is gone before this run's files are complete.
         drop(old_file);
         let mut output = LineOutput {
             file,
@@ -506,12 +507,7 @@ impl SessionCsvWriter {
                     Ok(output)
                 });
                 let ordered = in_blocks_merged_beside(scope, order, &mut compose, &mut |block| {
-                    let mut fresh = empty_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(LINE_BLOCK_BYTES));
-                    fresh.clear();
-                    full_tx
-                        .send(std::mem::replace(block, fresh))
+                    pass_block(block, &full_tx, &empty_rx, LINE_BLOCK_BYTES)
                         .map_err(|_| io::Error::other("the output thread stopped"))
                 });
                 drop(full_tx);
@@ -590,12 +586,7 @@ fn in_blocks_merged_beside<'scope>(
             rows.extend_from_slice(&len.to_le_bytes());
             rows.extend_from_slice(stored);
             if rows.len() >= ROW_BLOCK_BYTES {
-                let mut fresh = empty_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(ROW_BLOCK_BYTES));
-                fresh.clear();
-                full_tx
-                    .send(std::mem::replace(&mut rows, fresh))
+                pass_block(&mut rows, &full_tx, &empty_rx, ROW_BLOCK_BYTES)
                     .map_err(|_| io::Error::other("the labelling stopped"))?;
             }
             Ok(())
@@ -637,6 +628,21 @@ fn in_blocks_merged_beside<'scope>(
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     composed?;
     merged
+}
+
+/// Sends `block` on `full` and leaves in its place an emptied block that came back on `empty`
+/// (a new one of `capacity` bytes when none has yet). Fails when the receiver is gone.
+fn pass_block(
+    block: &mut Vec<u8>,
+    full: &mpsc::SyncSender<Vec<u8>>,
+    empty: &mpsc::Receiver<Vec<u8>>,
+    capacity: usize,
+) -> Result<(), mpsc::SendError<Vec<u8>>> {
+    let mut fresh = empty
+        .try_recv()
+        .unwrap_or_else(|_| Vec::with_capacity(capacity));
+    fresh.clear();
+    full.send(std::mem::replace(block, fresh))
 }
 
 /// Merged rows are handed to the labelling in blocks of about this many bytes.
