@@ -18,6 +18,7 @@ pub mod decode;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod pipeline;
+pub mod prefetch;
 pub mod report;
 pub mod session;
 pub mod text;

@@ -3,8 +3,8 @@
 //! Each session slot has at most one timer, its earliest pending deadline (nanoseconds of capture
 //! time). A timer due within the current second waits in a small min-heap; a later one sits in
 //! its second's bucket, a doubly linked list through the per-slot array (a bucket also holds
-//! timers a whole turn or more ahead, which stay put until their turn). Promise: [`TimerWheel::pop_due`]
-//! yields the slots' timers in `(deadline, slot)` order, each when the clock reaches it, exactly
+//! timers a whole turn or more ahead, which stay put until their turn). Promise:
+//! [`TimerWheel::pop_due_timer`] yields the slots' timers in `(deadline, slot)` order, each when the clock reaches it, exactly
 //! as a min-heap of all timers would. Memory is one small record per slot; scheduling is O(1)
 //! without allocation, and moving the clock costs one comparison until a second boundary passes.
 
@@ -38,6 +38,14 @@ const UNSET: SlotTimer = SlotTimer {
     prev: NIL,
     next: NIL,
 };
+
+/// A timer taken from the due heap: its slot, deadline and generation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DueTimer {
+    pub deadline: i64,
+    pub slot: u32,
+    generation: u32,
+}
 
 pub(super) struct TimerWheel {
     slots: Vec<SlotTimer>,
@@ -140,20 +148,30 @@ impl TimerWheel {
 
     /// The slot and deadline of the earliest timer due at `now` (after [`Self::advance`] to
     /// `now`). The timer stays set, no longer scheduled, until the caller sets or cancels it.
-    pub fn pop_due(&mut self, now: i64) -> Option<(i64, u32)> {
+    /// [`Self::still_due`] tells later whether the timer was changed since it was taken.
+    pub fn pop_due_timer(&mut self, now: i64) -> Option<DueTimer> {
         while let Some(&Reverse((deadline, slot, generation))) = self.due.peek() {
             if deadline > now {
                 return None;
             }
             self.due.pop();
-            let live = self.slots.get(slot as usize).is_some_and(|t| {
-                t.generation == generation && t.deadline == deadline && t.bucket == NIL
-            });
-            if live {
-                return Some((deadline, slot));
+            let timer = DueTimer {
+                deadline,
+                slot,
+                generation,
+            };
+            if self.still_due(timer) {
+                return Some(timer);
             }
         }
         None
+    }
+
+    /// True while a timer taken by [`Self::pop_due_timer`] is neither set again nor cancelled.
+    pub fn still_due(&self, timer: DueTimer) -> bool {
+        self.slots.get(timer.slot as usize).is_some_and(|t| {
+            t.generation == timer.generation && t.deadline == timer.deadline && t.bucket == NIL
+        })
     }
 
     /// Drops every timer (the clock stays where it is).
@@ -276,7 +294,7 @@ mod tests {
             self.now = now;
             self.wheel.advance(now);
             let mut fired = Vec::new();
-            while let Some((deadline, slot)) = self.wheel.pop_due(now) {
+            while let Some(DueTimer { deadline, slot, .. }) = self.wheel.pop_due_timer(now) {
                 let expected = self.pending.pop_first();
                 assert_eq!(expected, Some((deadline, slot)), "at {now}");
                 fired.push((deadline, slot));
@@ -351,6 +369,31 @@ mod tests {
         twin.advance(5 * SEC - 1, cancel);
         twin.cancel(1);
         assert_eq!(twin.advance(6 * SEC, cancel), vec![(5 * SEC, 2)]);
+    }
+
+    #[test]
+    fn a_taken_timer_set_again_or_cancelled_is_no_longer_due() {
+        let mut wheel = TimerWheel::new();
+        wheel.advance(0);
+        for slot in 0..3 {
+            wheel.set(slot, 5 * SEC);
+        }
+        wheel.advance(6 * SEC);
+        let taken: Vec<DueTimer> = std::iter::from_fn(|| wheel.pop_due_timer(6 * SEC)).collect();
+        assert_eq!(
+            taken.iter().map(|t| t.slot).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(taken.iter().all(|&t| wheel.still_due(t)));
+        // What handling one timer of a batch may do to another: set it later, or cancel it.
+        wheel.set(1, 20 * SEC);
+        wheel.cancel(2);
+        let still: Vec<bool> = taken.iter().map(|&t| wheel.still_due(t)).collect();
+        assert_eq!(still, vec![true, false, false]);
+        // Cancelled and set again to the same deadline: a new timer, not the one taken.
+        wheel.cancel(0);
+        wheel.set(0, 5 * SEC);
+        assert!(!wheel.still_due(taken[0]));
     }
 
     #[test]

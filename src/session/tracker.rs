@@ -10,7 +10,7 @@
 use super::history::{History, Mark};
 use super::reassembly::{StreamId, StreamSink};
 use super::tcp::{Delivery, Segment, TcpSession};
-use super::timers::TimerWheel;
+use super::timers::{DueTimer, TimerWheel};
 use super::{
     Anomalies, ConnState, DirectionStats, EndReason, Endpoint, Proto, ServiceEvidence,
     SessionRecord, Uid,
@@ -19,6 +19,7 @@ use crate::capture::Timestamp;
 use crate::classify::ContentClassifier;
 use crate::config::TrackerConfig;
 use crate::decode::{self, ChecksumVerdict, IpPacket, Transport};
+use crate::prefetch::prefetch;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -169,6 +170,9 @@ struct LruLinks {
     prev: u32,
     next: u32,
 }
+
+/// Timers due together are taken this many at a time (see `advance_time`).
+const DUE_BATCH: usize = 8;
 
 /// Session slots reserved up front (at most `max_sessions`).
 const RESERVED_SLOTS: usize = 1 << 16;
@@ -780,25 +784,66 @@ impl SessionTracker {
         let now = self.now.0;
         let close_delay = nanos(self.config.tcp_close_delay);
         self.timers.advance(now);
-        while let Some((_, slot)) = self.timers.pop_due(now) {
-            let Some(s) = self.session(slot) else {
-                self.timers.cancel(slot);
-                continue;
-            };
-            let current = self.deadline_of(slot, close_delay);
-            if current <= now {
-                let reason = match s.state {
-                    ProtoState::Tcp(ref tcp)
-                        if s.closed_at.is_some() || tcp.expire_check_removes() =>
-                    {
-                        EndReason::Closed
-                    }
-                    _ => EndReason::Inactive,
-                };
-                self.finish_slot(slot, reason, emit);
-            } else {
-                self.timers.set(slot, current);
+        let mut batch: [Option<DueTimer>; DUE_BATCH] = [None; DUE_BATCH];
+        loop {
+            let mut taken = 0;
+            for place in &mut batch {
+                *place = self.timers.pop_due_timer(now);
+                if place.is_none() {
+                    break;
+                }
+                taken += 1;
             }
+            if taken == 0 {
+                return;
+            }
+            // Ending a session reads its slot and its classifier, long cold: ask for all of the
+            // batch's first, so that the misses overlap.
+            for timer in batch.iter().flatten() {
+                if let Some(entry) = self.slots.get(timer.slot as usize) {
+                    prefetch(entry);
+                }
+            }
+            for timer in batch.iter().flatten() {
+                if let Some(content) = self.session(timer.slot).and_then(|s| s.content.as_ref()) {
+                    content.prefetch();
+                }
+            }
+            // Each timer is handled as if taken alone: one handled before it may have changed it.
+            for timer in batch.iter().flatten() {
+                if self.timers.still_due(*timer) {
+                    self.on_timer(timer.slot, now, close_delay, emit);
+                }
+            }
+            if taken < DUE_BATCH {
+                return;
+            }
+        }
+    }
+
+    /// A session's timer fired: it ends if nothing came since that moved its deadline on.
+    fn on_timer(
+        &mut self,
+        slot: u32,
+        now: i64,
+        close_delay: u64,
+        emit: &mut impl FnMut(SessionRecord),
+    ) {
+        let Some(s) = self.session(slot) else {
+            self.timers.cancel(slot);
+            return;
+        };
+        let current = self.deadline_of(slot, close_delay);
+        if current <= now {
+            let reason = match s.state {
+                ProtoState::Tcp(ref tcp) if s.closed_at.is_some() || tcp.expire_check_removes() => {
+                    EndReason::Closed
+                }
+                _ => EndReason::Inactive,
+            };
+            self.finish_slot(slot, reason, emit);
+        } else {
+            self.timers.set(slot, current);
         }
     }
 

@@ -301,6 +301,13 @@ impl ContentClassifier {
         work.protocol.map(|_| &work.info)
     }
 
+    /// Asks the CPU to start loading what [`Self::finish`] reads (see [`crate::prefetch`]).
+    pub fn prefetch(&self) {
+        if let Some(work) = &self.work {
+            crate::prefetch::prefetch(&**work);
+        }
+    }
+
     /// What was found; `None` when no protocol was recognised.
     pub fn finish(self) -> Option<ContentInfo> {
         let work = self.work?;
