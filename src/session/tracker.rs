@@ -78,15 +78,17 @@ struct FlowKey {
     v6: bool,
 }
 
-fn address_bytes(addr: IpAddr) -> [u8; 16] {
+/// An address as a number that orders as the address does (for two of one family).
+fn address_value(addr: IpAddr) -> u128 {
     match addr {
-        IpAddr::V4(a) => u128::from(u32::from(a)).to_ne_bytes(),
-        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
     }
 }
 
 impl FlowKey {
     /// The key, and whether `src` is its `b` side.
+    #[inline]
     fn new(
         src: Endpoint,
         dst: Endpoint,
@@ -94,16 +96,23 @@ impl FlowKey {
         depth: u8,
         one_way: bool,
     ) -> (FlowKey, bool) {
-        let swapped = !one_way && (src.addr, src.port) > (dst.addr, dst.port);
-        let (first, second) = if swapped { (dst, src) } else { (src, dst) };
+        // Numbers, not `IpAddr`s, are compared: the same order (both ends are of one family),
+        // without comparing the enums' bytes one by one.
+        let (src_value, dst_value) = (address_value(src.addr), address_value(dst.addr));
+        let swapped = !one_way && (src_value, src.port) > (dst_value, dst.port);
+        let (first, second) = if swapped {
+            ((dst_value, dst.port), (src_value, src.port))
+        } else {
+            ((src_value, src.port), (dst_value, dst.port))
+        };
         let key = FlowKey {
-            a: address_bytes(first.addr),
-            b: address_bytes(second.addr),
-            a_port: first.port,
-            b_port: second.port,
+            a: first.0.to_ne_bytes(),
+            b: second.0.to_ne_bytes(),
+            a_port: first.1,
+            b_port: second.1,
             ip_proto,
             depth,
-            v6: first.addr.is_ipv6(),
+            v6: src.addr.is_ipv6(),
         };
         (key, swapped)
     }
