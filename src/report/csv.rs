@@ -155,9 +155,6 @@ pub struct SessionCsvWriter {
     sinks: Vec<Box<dyn RowSink + Send>>,
     order: StartOrderBuffer,
     rows: RowFormatter,
-    /// The row as it is stored: tag length (u16 LE), tag, anomalies length (u16 LE), the
-    /// `anomalies` column, formatted columns.
-    stored: Vec<u8>,
     /// The `anomalies` column of the row being stored (reused).
     anomalies: String,
     /// The sensor column as written after the labels (quoted when it needs to be).
@@ -368,7 +365,6 @@ impl SessionCsvWriter {
             file,
             sinks,
             rows: RowFormatter::new(options.community_id_seed),
-            stored: Vec::new(),
             anomalies: String::new(),
             sensor_field: {
                 let mut field = Vec::new();
@@ -413,21 +409,29 @@ impl SessionCsvWriter {
         let tag = tag
             .get(..tag.len().min(usize::from(u16::MAX)))
             .unwrap_or(&[]);
-        self.stored.clear();
-        self.stored
-            .extend_from_slice(&(tag.len() as u16).to_le_bytes());
-        self.stored.extend_from_slice(tag);
         self.anomalies.clear();
         if record.anomalies != Anomalies::default() {
             let _ = write!(self.anomalies, "{}", record.anomalies);
         }
-        self.stored
-            .extend_from_slice(&(self.anomalies.len() as u16).to_le_bytes());
-        self.stored.extend_from_slice(self.anomalies.as_bytes());
-        self.stored.extend_from_slice(row);
+        let anomalies = self
+            .anomalies
+            .as_bytes()
+            .get(..self.anomalies.len().min(usize::from(u16::MAX)))
+            .unwrap_or(&[]);
         let key = RowKey::new(record.start, record.uid.as_str());
+        // Stored as: tag length (u16 LE), tag, anomalies length (u16 LE), the `anomalies`
+        // column, formatted columns; copied once.
         self.order
-            .push(key, &self.stored)
+            .push_parts(
+                key,
+                &[
+                    &(tag.len() as u16).to_le_bytes(),
+                    tag,
+                    &(anomalies.len() as u16).to_le_bytes(),
+                    anomalies,
+                    row,
+                ],
+            )
             .map_err(|source| CsvError::Io {
                 path: self.path.clone(),
                 source,

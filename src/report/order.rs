@@ -96,19 +96,18 @@ struct Arena {
 }
 
 impl Arena {
-    /// Stores `row`, returning (chunk, offset).
-    fn push(&mut self, row: &[u8]) -> (u32, u32) {
-        let fits = |c: &Vec<u8>| c.capacity() - c.len() >= row.len();
+    /// Stores the row made of `parts` back to back (`len` bytes in all), returning (chunk,
+    /// offset).
+    fn push(&mut self, parts: &[&[u8]], len: usize) -> (u32, u32) {
+        let fits = |c: &Vec<u8>| c.capacity() - c.len() >= len;
         if !self.chunks.get(self.current).is_some_and(fits) {
             if !self.chunks.is_empty() {
                 self.current += 1;
             }
             match self.chunks.get_mut(self.current) {
-                Some(chunk) if chunk.capacity() >= row.len() => {}
-                Some(chunk) => *chunk = Vec::with_capacity(row.len()),
-                None => self
-                    .chunks
-                    .push(Vec::with_capacity(CHUNK_BYTES.max(row.len()))),
+                Some(chunk) if chunk.capacity() >= len => {}
+                Some(chunk) => *chunk = Vec::with_capacity(len),
+                None => self.chunks.push(Vec::with_capacity(CHUNK_BYTES.max(len))),
             }
         }
         let chunk = self.current;
@@ -116,7 +115,9 @@ impl Arena {
             return (u32::MAX, 0);
         };
         let offset = bytes.len();
-        bytes.extend_from_slice(row);
+        for part in parts {
+            bytes.extend_from_slice(part);
+        }
         (chunk as u32, offset as u32)
     }
 
@@ -185,12 +186,18 @@ impl StartOrderBuffer {
 
     /// Adds one complete row (including its line terminator).
     pub fn push(&mut self, key: RowKey, row: &[u8]) -> io::Result<()> {
+        self.push_parts(key, &[row])
+    }
+
+    /// Adds the row made of `parts` back to back, copied once.
+    pub fn push_parts(&mut self, key: RowKey, parts: &[&[u8]]) -> io::Result<()> {
         if self.entries.len() >= self.max_rows {
             self.spill()?;
         }
-        let len = u32::try_from(row.len())
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        let len = u32::try_from(total)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "row longer than 4 GiB"))?;
-        let (chunk, offset) = self.arena.push(row);
+        let (chunk, offset) = self.arena.push(parts, total);
         self.entries.push(Entry {
             key,
             chunk,
