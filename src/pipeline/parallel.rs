@@ -13,10 +13,10 @@
 //! Worker 0 runs on the reading thread: its layers are tracked right where they were decoded,
 //! with no copy and no trip to another core (measured: two threads used 9% less CPU than with a
 //! separate thread for every worker). Since that thread also reads and decodes everything, the
-//! map gives worker 0 a smaller share of the address pairs. The other workers get their layers in batches: each
-//! layer's IP header and transport bytes are copied once into its worker's batch (the price of
-//! handing bytes to another thread) and batches are recycled, so the steady state allocates
-//! nothing per packet. Every layer carries the capture's clock (the latest time of the frames
+//! map gives worker 0 a smaller share of the address pairs. The other workers get their layers
+//! in batches: each layer's IP header and transport bytes are copied once into its worker's
+//! batch (the price of handing bytes to another thread) and batches are recycled, so the steady
+//! state allocates nothing per packet. Every layer carries the capture's clock (the latest time of the frames
 //! decoded up to its own), so a worker's sessions expire at the frame they would in one table,
 //! even in captures whose time goes backwards; at the end each worker is told that clock before
 //! it ends its open sessions.

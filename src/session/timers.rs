@@ -4,9 +4,10 @@
 //! time). A timer due within the current second waits in a small min-heap; a later one sits in
 //! its second's bucket, a doubly linked list through the per-slot array (a bucket also holds
 //! timers a whole turn or more ahead, which stay put until their turn). Promise:
-//! [`TimerWheel::pop_due_timer`] yields the slots' timers in `(deadline, slot)` order, each when the clock reaches it, exactly
-//! as a min-heap of all timers would. Memory is one small record per slot; scheduling is O(1)
-//! without allocation, and moving the clock costs one comparison until a second boundary passes.
+//! [`TimerWheel::pop_due_timer`] yields the slots' timers in `(deadline, slot)` order, each when
+//! the clock reaches it, exactly as a min-heap of all timers would. Memory is one small record
+//! per slot; scheduling is O(1) without allocation, and moving the clock costs one comparison
+//! until a second boundary passes.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -806,20 +806,21 @@ impl SessionTracker {
             if taken == 0 {
                 return;
             }
+            let taken_now = batch.get(..taken).unwrap_or_default();
             // Ending a session reads its slot and its classifier, long cold: ask for all of the
             // batch's first, so that the misses overlap.
-            for timer in batch.iter().flatten() {
+            for timer in taken_now.iter().flatten() {
                 if let Some(entry) = self.slots.get(timer.slot as usize) {
                     prefetch(entry);
                 }
             }
-            for timer in batch.iter().flatten() {
+            for timer in taken_now.iter().flatten() {
                 if let Some(content) = self.session(timer.slot).and_then(|s| s.content.as_ref()) {
                     content.prefetch();
                 }
             }
             // Each timer is handled as if taken alone: one handled before it may have changed it.
-            for timer in batch.iter().flatten() {
+            for timer in taken_now.iter().flatten() {
                 if self.timers.still_due(*timer) {
                     self.on_timer(timer.slot, now, close_delay, emit);
                 }
