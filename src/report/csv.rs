@@ -422,7 +422,7 @@ impl SessionCsvWriter {
         // Stored as: tag length (u16 LE), tag, anomalies length (u16 LE), the `anomalies`
         // column, formatted columns; copied once.
         self.order
-            .push_parts(
+            .push(
                 key,
                 &[
                     &(tag.len() as u16).to_le_bytes(),

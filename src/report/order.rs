@@ -184,13 +184,9 @@ impl StartOrderBuffer {
         }
     }
 
-    /// Adds one complete row (including its line terminator).
-    pub fn push(&mut self, key: RowKey, row: &[u8]) -> io::Result<()> {
-        self.push_parts(key, &[row])
-    }
-
-    /// Adds the row made of `parts` back to back, copied once.
-    pub fn push_parts(&mut self, key: RowKey, parts: &[&[u8]]) -> io::Result<()> {
+    /// Adds one complete row (including its line terminator), made of `parts` back to back
+    /// and copied once.
+    pub fn push(&mut self, key: RowKey, parts: &[&[u8]]) -> io::Result<()> {
         if self.entries.len() >= self.max_rows {
             self.spill()?;
         }
@@ -537,7 +533,7 @@ mod tests {
         let mut buf = StartOrderBuffer::new(&dir, cap);
         for i in shuffled(n, 0x9e37_79b9_7f4a_7c15) {
             let (key, row) = row_for(i);
-            buf.push(key, row.as_bytes()).unwrap();
+            buf.push(key, &[row.as_bytes()]).unwrap();
         }
         let mut out = Vec::new();
         let stats = buf.finish(&mut out).unwrap();
@@ -593,7 +589,7 @@ mod tests {
         let mut buf = StartOrderBuffer::new(&dir, 1);
         for i in shuffled(n, 7) {
             let (key, row) = row_for(i);
-            buf.push(key, row.as_bytes()).unwrap();
+            buf.push(key, &[row.as_bytes()]).unwrap();
             assert!(buf.runs_on_disk() <= MAX_OPEN_RUNS);
         }
         let compacted = buf.rows_compacted;
@@ -615,7 +611,7 @@ mod tests {
         for cap in [1, 2, 10] {
             let mut buf = StartOrderBuffer::new(&dir, cap);
             for r in rows {
-                buf.push(RowKey::new(Timestamp(5), ""), r.as_bytes())
+                buf.push(RowKey::new(Timestamp(5), ""), &[r.as_bytes()])
                     .unwrap();
             }
             let mut out = Vec::new();
@@ -631,7 +627,7 @@ mod tests {
         let mut buf = StartOrderBuffer::new(&dir, 1);
         for i in 0..5 {
             let (key, row) = row_for(i);
-            buf.push(key, row.as_bytes()).unwrap();
+            buf.push(key, &[row.as_bytes()]).unwrap();
         }
         assert!(buf.runs_on_disk() > 0);
         drop(buf);
