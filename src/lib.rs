@@ -5,7 +5,8 @@
 //! frames into borrowed IP packet views, [`session`] tracks conversations with Zeek's conn.log
 //! semantics, [`classify`] names each session's service, [`analysis`] aggregates what was seen,
 //! and [`report`] writes it out. [`pipeline`] wires the stages together; the CLI sits on top.
-//! No stage reaches back up the pipeline; [`text`] holds the address text the per-row outputs share.
+//! No stage reaches back up the pipeline; [`text`] holds the address text the per-row outputs share,
+//! and [`prefetch`] the cache hints the session table uses when sessions end.
 
 // Capture bytes and user input must never reach a panic: no unwrap or expect outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
