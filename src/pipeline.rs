@@ -234,7 +234,7 @@ pub(crate) fn read_inputs(
     let mut input_errors = Vec::new();
     let mut bytes_before = 0u64;
     for input in &options.inputs {
-        let mut reader = match CaptureReader::open(input) {
+        let mut reader = match CaptureReader::open_read_ahead(input) {
             Ok(reader) => reader,
             Err(error) => {
                 let message = error.to_string();

@@ -10,6 +10,7 @@
 mod file;
 #[cfg(feature = "live")]
 pub mod live;
+mod read_ahead;
 pub mod set;
 
 pub use file::{CaptureError, CaptureFormat, CaptureReader, MAX_BLOCK_BYTES, Place};
