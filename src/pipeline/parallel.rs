@@ -477,6 +477,9 @@ fn spawn_worker(
     )
 }
 
+/// How far ahead of the layer being tracked a worker asks for a batch's header bytes.
+const LAYERS_PREFETCHED_AHEAD: usize = 4;
+
 fn run_worker(
     config: TrackerConfig,
     streams: Option<(SharedStreamWriter, usize)>,
@@ -491,7 +494,20 @@ fn run_worker(
         match job {
             Job::Layers(mut batch) => {
                 let (tracker, ended) = (&mut worker.tracker, &mut worker.ended);
-                for layer in &batch.layers {
+                for (index, layer) in batch.layers.iter().enumerate() {
+                    // The reading thread wrote these bytes on another core: ask for the
+                    // headers a few layers ahead, so their misses overlap.
+                    if let Some(ahead) = batch.layers.get(index + LAYERS_PREFETCHED_AHEAD) {
+                        let end = ahead
+                            .start
+                            .saturating_add(ahead.header_len)
+                            .saturating_add(64);
+                        if let Some(bytes) =
+                            batch.bytes.get(ahead.start..end.min(batch.bytes.len()))
+                        {
+                            crate::prefetch::prefetch_bytes(bytes);
+                        }
+                    }
                     // The clock of one table: sessions expire at the same frame as there,
                     // even when the frames that moved time on went to other workers.
                     tracker.advance_to(layer.clock, &mut |r| ended.push(r));
