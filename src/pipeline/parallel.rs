@@ -437,9 +437,9 @@ impl Worker {
     }
 }
 
-/// Ended sessions the inline worker gathers before handing them on (a thread worker hands
-/// them on after each batch, about this many).
-const INLINE_LIST_LEN: usize = 64;
+/// Ended sessions the inline worker gathers before handing them on, as a thread worker does
+/// after a batch (when the input pauses, whatever it has goes on at once).
+const INLINE_LIST_LEN: usize = ENDED_LIST_LEN / 4;
 
 /// Empties the lists the output handed back and keeps up to [`QUEUE_DEPTH`] for reuse.
 fn recycle_lists(handed_back: &Receiver<Vec<SessionRecord>>, spare: &mut Vec<Vec<SessionRecord>>) {
@@ -524,7 +524,13 @@ fn run_worker(
                     }
                 }
                 live_sessions.store(tracker.live_sessions(), Ordering::Relaxed);
-                ended.send();
+                // A full batch means more are coming: hand on only a fair list, so that the
+                // calling thread wakes (and takes a core from a worker) once per list, not
+                // per batch. A batch sent before it filled means the input paused (live
+                // capture): what ended goes on now.
+                if !batch.is_full() || ended.list.len() >= INLINE_LIST_LEN {
+                    ended.send();
+                }
                 batch.clear();
                 let _ = recycle.send(batch);
             }
