@@ -1,7 +1,10 @@
 //! pcap and pcapng files read in one streaming pass.
 //!
 //! Owns the read buffer and the file formats. The buffer starts at 256 KiB and only grows to
-//! hold one block, never past [`MAX_BLOCK_BYTES`], so memory does not grow with file size.
+//! hold one block, never past [`MAX_BLOCK_BYTES`], so memory does not grow with file size; a
+//! file opened with [`CaptureReader::open_read_ahead`] is parsed in the blocks its read-ahead
+//! thread filled instead (`read_ahead.rs`), a record cut by a block's end made whole in the
+//! next block's headroom.
 //! Every block's length is checked against the cap and then read in full before anything
 //! parses it, so a short read is always a truncation at a known offset, never a retry loop.
 //! pcap-parser parses the pcap file header and the pcapng section and interface blocks; the
