@@ -343,12 +343,11 @@ impl ReportData {
             return;
         }
         let hash = uid_hash(r.uid.as_str().as_bytes());
-        if self.sample.len() >= self.sample_cap
-            && self.sample.peek().is_some_and(|top| top.hash <= hash)
-        {
+        let full = self.sample.len() >= self.sample_cap;
+        if full && self.sample.peek().is_some_and(|top| top.hash <= hash) {
             return;
         }
-        self.sample.push(Sampled {
+        let sampled = Sampled {
             hash,
             row: SampleRow {
                 start: r.start,
@@ -368,9 +367,12 @@ impl ReportData {
                 history: r.history,
                 end_reason: r.end_reason.as_str(),
             },
-        });
-        if self.sample.len() > self.sample_cap {
-            self.sample.pop();
+        };
+        if !full {
+            self.sample.push(sampled);
+        } else if let Some(mut top) = self.sample.peek_mut() {
+            // Replacing the largest in place sifts once, where a push and a pop sift twice.
+            *top = sampled;
         }
     }
 
