@@ -409,8 +409,7 @@ struct WindowedSession {
 
 impl WindowedSession {
     fn new(record: &SessionRecord, ended: SystemTime) -> Self {
-        let mut answers = Vec::new();
-        let facts = SessionFacts::of_session(record, &mut answers);
+        let facts = SessionFacts::of_session(record);
         let server_name = facts.server_name.map(Box::from);
         let dns_query = facts.dns_query.map(Box::from);
         let dns_answers: Box<[IpAddr]> = facts.dns_answers.into();
@@ -682,7 +681,8 @@ mod tests {
             service: "dns",
             server_name: Some("updates.example".into()),
             dns_query: Some("updates.example".into()),
-            dns_answers: vec!["192.0.2.7".into(), "not an address".into()],
+            dns_answers: vec!["192.0.2.7".into(), "mirror.example".into()],
+            dns_answer_addresses: vec!["192.0.2.7".parse().unwrap()],
             ..Default::default()
         }));
         let kept = WindowedSession::new(&record, at(T0));

@@ -368,13 +368,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<u8, (u8, String)> {
     let mut report_data = args.out.as_ref().map(|_| report::ReportData::new());
     let mut hidden = HiddenAnalyzer::new(hidden_options);
     let mut tag = Vec::new();
-    let mut answers: Vec<std::net::IpAddr> = Vec::new();
     let mut outcome = pipeline::analyze(&options, &mut |record| {
         if let Some(data) = report_data.as_mut() {
             data.on_session(record);
         }
         tag.clear();
-        let facts = SessionFacts::of_session(record, &mut answers);
+        let facts = SessionFacts::of_session(record);
         hidden.observe(&facts, &mut tag);
         if let Some(writer) = csv.as_mut()
             && output_error.is_none()

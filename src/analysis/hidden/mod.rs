@@ -80,25 +80,17 @@ impl<'a> SessionFacts<'a> {
     }
 
     /// The facts its content gives: a DNS session's name is its query, with the addresses
-    /// answered (parsed into `answers`, which is cleared first); any other session's name is
-    /// the server name it was made for.
-    pub fn of_session(record: &'a SessionRecord, answers: &'a mut Vec<IpAddr>) -> Self {
+    /// answered; any other session's name is the server name it was made for.
+    pub fn of_session(record: &'a SessionRecord) -> Self {
         let mut facts = SessionFacts::from_record(record);
-        answers.clear();
         if let Some(content) = record.content.as_deref() {
             if content.dns_query.is_some() {
                 facts.dns_query = content.dns_query.as_deref();
-                answers.extend(
-                    content
-                        .dns_answers
-                        .iter()
-                        .filter_map(|a| a.parse::<IpAddr>().ok()),
-                );
+                facts.dns_answers = &content.dns_answer_addresses;
             } else {
                 facts.server_name = content.server_name.as_deref();
             }
         }
-        facts.dns_answers = answers;
         facts
     }
 }

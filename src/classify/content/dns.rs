@@ -185,13 +185,20 @@ fn record(
         info.dns_query = Some(name);
     }
     info.dns_answers.clear();
-    info.dns_answers.extend(
-        packet
-            .answers
-            .iter()
-            .take(MAX_DNS_ANSWERS)
-            .map(|answer| capped_text(rdata_text(&answer.rdata), TEXT_CAP)),
-    );
+    info.dns_answer_addresses.clear();
+    for answer in packet.answers.iter().take(MAX_DNS_ANSWERS) {
+        match &answer.rdata {
+            RData::A(a) => info
+                .dns_answer_addresses
+                .push(std::net::Ipv4Addr::from(a.address).into()),
+            RData::AAAA(a) => info
+                .dns_answer_addresses
+                .push(std::net::Ipv6Addr::from(a.address).into()),
+            _ => {}
+        }
+        info.dns_answers
+            .push(capped_text(rdata_text(&answer.rdata), TEXT_CAP));
+    }
     true
 }
 
@@ -352,7 +359,56 @@ mod tests {
         assert_eq!(info.dns_qtype.as_deref(), Some("A"));
         assert_eq!(info.dns_rcode, Some("NOERROR"));
         assert_eq!(info.dns_answers, vec!["192.0.2.80".to_string()]);
+        assert_eq!(
+            info.dns_answer_addresses,
+            [std::net::IpAddr::from([192, 0, 2, 80])]
+        );
         assert!(!info.orig_is_server);
+    }
+
+    #[test]
+    fn answer_addresses_are_the_a_and_aaaa_records_only() {
+        use simple_dns::rdata::{A, AAAA, CNAME, PTR};
+        use simple_dns::{CLASS, Question, ResourceRecord};
+        let mut reply = Packet::new_reply(7);
+        let asked = Name::new_unchecked("www.example.test");
+        reply.questions.push(Question::new(
+            asked.clone(),
+            TYPE::A.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        let record = |rdata| ResourceRecord::new(asked.clone(), CLASS::IN, 60, rdata);
+        reply.answers.extend([
+            record(RData::CNAME(CNAME(Name::new_unchecked(
+                "edge.example.test",
+            )))),
+            record(RData::A(A {
+                address: 0xc000_0250,
+            })),
+            // A name that reads as an address is still a name.
+            record(RData::PTR(PTR(Name::new_unchecked("10.0.0.1")))),
+            record(RData::AAAA(AAAA {
+                address: 0x2001_0db8 << 96 | 0x80,
+            })),
+        ]);
+        let msg = reply.build_bytes_vec().unwrap();
+        let mut info = ContentInfo::default();
+        assert!(read_message(&msg, false, false, &mut info));
+        assert_eq!(
+            info.dns_answers,
+            [
+                "edge.example.test",
+                "192.0.2.80",
+                "10.0.0.1",
+                "2001:db8::80"
+            ]
+        );
+        let expected: [std::net::IpAddr; 2] = [
+            "192.0.2.80".parse().unwrap(),
+            "2001:db8::80".parse().unwrap(),
+        ];
+        assert_eq!(info.dns_answer_addresses, expected);
     }
 
     #[test]

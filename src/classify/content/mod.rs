@@ -90,6 +90,9 @@ pub struct ContentInfo {
     pub dns_rcode: Option<&'static str>,
     /// Up to [`MAX_DNS_ANSWERS`] answers of the first response: addresses, names, or the type.
     pub dns_answers: Vec<String>,
+    /// The addresses among those answers (A and AAAA records), for the hidden-session
+    /// analysis, which would otherwise parse them back out of the text.
+    pub dns_answer_addresses: Vec<std::net::IpAddr>,
 
     /// The decoded NetBIOS name with its `<xx>` suffix: the name asked (name service), a
     /// datagram's source name, a session request's called name.
