@@ -1868,6 +1868,27 @@ mod tests {
     }
 
     #[test]
+    fn read_ahead_ends_cleanly_on_a_block_boundary() {
+        // A file of exactly three blocks: the thread's last read finds nothing.
+        let mut file = pcap_header(false, true, 2 << 20, 1);
+        let size = 3 * read_ahead::BLOCK_BYTES;
+        let mut i = 0u32;
+        while file.len() + 16 + 3000 < size {
+            file.extend(pcap_record(false, i, 0, &[i as u8; 1000], 1000));
+            i += 1;
+        }
+        let last = vec![7u8; size - file.len() - 16];
+        file.extend(pcap_record(false, i, 0, &last, last.len() as u32));
+        assert_eq!(file.len(), size);
+        let path = temp_capture("exact", &file);
+        let (seen, err) = read_all(&mut CaptureReader::open_read_ahead(&path).unwrap());
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(seen.len() as u32, i + 1);
+        assert_eq!(seen.last().unwrap().data, last);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn read_ahead_reports_a_truncated_end_like_plain_reads() {
         let mut file = big_pcap();
         // Cut the last record in the middle of its data.

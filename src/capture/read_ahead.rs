@@ -101,6 +101,8 @@ pub(crate) struct ReadAhead {
     parser_waited: Arc<AtomicBool>,
     /// Blocks handed over so far (the wait for the first says nothing about the disk).
     blocks_taken: u64,
+    /// Bytes handed over so far.
+    bytes_taken: u64,
 }
 
 /// Why the next bytes could not be had.
@@ -140,6 +142,7 @@ impl ReadAhead {
             ended: false,
             parser_waited,
             blocks_taken: 0,
+            bytes_taken: 0,
         })
     }
 
@@ -161,14 +164,23 @@ impl ReadAhead {
         };
         self.blocks_taken += 1;
         match next {
-            Ok(Filled::Data(block)) if block.len > 0 => Ok(Some(block)),
-            Ok(Filled::Data(_)) | Err(_) => {
-                self.ended = true;
-                Ok(None)
+            Ok(Filled::Data(block)) => {
+                self.bytes_taken += block.len as u64;
+                // A block short of full is the file's last.
+                self.ended = block.len < BLOCK_BYTES;
+                Ok(Some(block).filter(|block| block.len > 0))
             }
             Ok(Filled::Failed { offset, error }) => {
                 self.ended = true;
                 Err(ReadFailure { offset, error })
+            }
+            // The thread ends after the last block or an error; gone before either, it failed.
+            Err(_) => {
+                self.ended = true;
+                Err(ReadFailure {
+                    offset: self.bytes_taken,
+                    error: io::Error::other("the read-ahead thread stopped"),
+                })
             }
         }
     }
