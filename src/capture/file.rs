@@ -875,8 +875,6 @@ impl CaptureReader {
     }
 }
 
-/// Link type, snaplen and timestamp scale of an IDB; the options are read here in the
-/// section's byte order.
 /// Makes `needed` unconsumed bytes (`buf[start..end]`) available from the blocks `ahead`
 /// reads: the usual case swaps in the next block and copies the unconsumed tail (part of one
 /// record) into its headroom; a record longer than the headroom is gathered into a vector of
@@ -926,6 +924,8 @@ fn fill_from_blocks(
     Ok(true)
 }
 
+/// Link type, snaplen and timestamp scale of an IDB; the options are read here in the
+/// section's byte order.
 fn interface_from_block(
     idb: &InterfaceDescriptionBlock<'_>,
     big_endian: bool,
