@@ -254,10 +254,10 @@ impl CaptureReader {
         Ok(reader)
     }
 
-    /// Opens a capture to read it through, start to end: a regular file of
-    /// [`read_ahead::MIN_FILE_BYTES`] or more is read ahead of the parser on a thread of its
-    /// own, with direct I/O where the file system allows it (the parser then reads the blocks
-    /// the disk filled, with no copy); anything else as [`CaptureReader::open`] does.
+    /// Opens a capture to read it through, start to end: a regular file of 8 MiB or more
+    /// (`read_ahead::MIN_FILE_BYTES`) is read ahead of the parser on a thread of its own, with
+    /// direct I/O where the file system allows it (the parser then reads the blocks the disk
+    /// filled, with no copy); anything else as [`CaptureReader::open`] does.
     pub fn open_read_ahead(path: &Path) -> Result<Self, CaptureError> {
         let big_file = std::fs::metadata(path)
             .ok()
