@@ -233,8 +233,16 @@ pub(crate) fn read_inputs(
 ) -> Vec<String> {
     let mut input_errors = Vec::new();
     let mut bytes_before = 0u64;
-    for input in &options.inputs {
-        let mut reader = match CaptureReader::open_read_ahead(input) {
+    let mut started_next: Option<crate::capture::ReadAheadCapture> = None;
+    for (index, input) in options.inputs.iter().enumerate() {
+        let opened = match started_next
+            .take()
+            .filter(|next| next.path() == input.as_path())
+        {
+            Some(started) => CaptureReader::open_started(started),
+            None => CaptureReader::open_read_ahead(input),
+        };
+        let mut reader = match opened {
             Ok(reader) => reader,
             Err(error) => {
                 let message = error.to_string();
@@ -243,10 +251,15 @@ pub(crate) fn read_inputs(
                 continue;
             }
         };
+        // The next file's first blocks are read while this one's last are parsed.
+        if let Some(next) = options.inputs.get(index + 1) {
+            reader.read_next_ahead(next);
+        }
         let result = sink.feed_input(&mut reader, &mut |now| {
             progress.set_position(bytes_before + now.bytes_read);
             true
         });
+        started_next = reader.take_next();
         bytes_before += reader.bytes_read();
         if let Err(message) = result {
             input_errors.push(message);

@@ -1,8 +1,10 @@
 //! Capture files of 8 MiB or more are read ahead on a thread of their own, with direct I/O
-//! (`capture/read_ahead.rs`), smaller ones the ordinary way. The same packets must make the
-//! same sessions either way: a capture of more than 8 MiB (a sample capture repeated 30 times,
+//! (`capture/read_ahead.rs`), smaller ones the ordinary way; in a set of files, the next file's
+//! read-ahead starts while the last blocks of the one before are parsed. The same packets must
+//! make the same sessions either way: a capture of 21 MB (a sample capture repeated 60 times,
 //! a day apart, so its records cross the 4 MiB blocks' boundaries everywhere) gives byte for
-//! byte the sessions.csv and hidden.csv of its two halves read as a directory, with 1 and 2
+//! byte the sessions.csv and hidden.csv of its two halves (read ahead, the second started
+//! early) and of its four quarters (read plainly), each set read as a directory, with 1 and 2
 //! threads. Where the file system refuses direct I/O the read-ahead thread reads the ordinary
 //! way, and the result must be the same too.
 
@@ -92,40 +94,52 @@ fn analyze(input: &Path, threads: usize, out: &Path) -> (Vec<u8>, Vec<u8>) {
 }
 
 #[test]
-fn a_file_read_ahead_gives_the_sessions_of_its_halves_read_plainly() {
+fn a_capture_read_ahead_whole_or_in_pieces_gives_the_sessions_of_its_pieces_read_plainly() {
     let sample = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-captures/hidden-scenario.pcap"),
     )
     .unwrap();
-    let (header, records) = repeated(&sample, 30);
+    let (header, records) = repeated(&sample, 60);
     let dir = temp_dir("capture");
     let whole = dir.join("whole.pcap");
     let whole_len = pcap_file(&whole, &header, &records);
-    assert!(whole_len > READ_AHEAD_FROM_BYTES, "{whole_len} bytes");
+    assert!(whole_len > 2 * READ_AHEAD_FROM_BYTES, "{whole_len} bytes");
 
-    let halves = dir.join("halves");
-    std::fs::create_dir_all(&halves).unwrap();
-    let (first, second) = records.split_at(records.len() / 2);
-    for (name, part) in [("a.pcap", first), ("b.pcap", second)] {
-        let len = pcap_file(&halves.join(name), &header, part);
-        assert!(len < READ_AHEAD_FROM_BYTES, "{name}: {len} bytes");
-    }
+    // Pieces in directories, named so that name order is capture order.
+    let pieces = |count: usize, read_ahead: bool| {
+        let set = dir.join(format!("{count}-pieces"));
+        std::fs::create_dir_all(&set).unwrap();
+        for (index, part) in records.chunks(records.len().div_ceil(count)).enumerate() {
+            let len = pcap_file(&set.join(format!("{index}.pcap")), &header, part);
+            assert_eq!(
+                len > READ_AHEAD_FROM_BYTES,
+                read_ahead,
+                "piece {index}: {len} bytes"
+            );
+        }
+        set
+    };
+    let halves = pieces(2, true);
+    let quarters = pieces(4, false);
 
     for threads in [1, 2] {
-        let (whole_sessions, whole_hidden) =
-            analyze(&whole, threads, &dir.join(format!("out-whole-{threads}")));
-        let (halves_sessions, halves_hidden) =
-            analyze(&halves, threads, &dir.join(format!("out-halves-{threads}")));
-        let rows = whole_sessions.iter().filter(|&&b| b == b'\n').count();
-        assert!(rows > 30 * 100, "{rows} rows with {threads} threads");
-        assert!(
-            whole_sessions == halves_sessions,
-            "sessions.csv differs with {threads} threads"
-        );
-        assert!(
-            whole_hidden == halves_hidden,
-            "hidden.csv differs with {threads} threads"
-        );
+        let run = |input: &Path, name: &str| {
+            analyze(input, threads, &dir.join(format!("out-{name}-{threads}")))
+        };
+        let (sessions, hidden) = run(&quarters, "quarters");
+        let rows = sessions.iter().filter(|&&b| b == b'\n').count();
+        assert!(rows > 60 * 100, "{rows} rows with {threads} threads");
+        for (input, name) in [(&whole, "whole"), (&halves, "halves")] {
+            let (other_sessions, other_hidden) = run(input, name);
+            assert!(
+                other_sessions == sessions,
+                "{name}: sessions.csv differs with {threads} threads"
+            );
+            assert!(
+                other_hidden == hidden,
+                "{name}: hidden.csv differs with {threads} threads"
+            );
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

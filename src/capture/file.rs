@@ -22,7 +22,7 @@ use pcap_parser::pcapng::{
 };
 use std::fmt;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The largest block (pcap record or pcapng block) the reader accepts; beyond it the file is
 /// reported as corrupt instead of growing the buffer.
@@ -223,6 +223,44 @@ pub struct CaptureReader {
     last_ts: Timestamp,
     /// File offset up to which the cache has been asked for the bytes (see [`PREFETCH_BYTES`]).
     prefetched_to: u64,
+    /// The capture to read after this one, started once this file is read to its end.
+    next: Option<NextCapture>,
+}
+
+/// The file that comes after the one being read (see [`CaptureReader::read_next_ahead`]).
+enum NextCapture {
+    /// To be started once the current file's read-ahead has read it all.
+    Waiting(PathBuf),
+    Started(ReadAheadCapture),
+}
+
+/// A capture file whose read-ahead has started, for [`CaptureReader::open_started`].
+pub struct ReadAheadCapture {
+    path: PathBuf,
+    total: u64,
+    ahead: ReadAhead,
+}
+
+impl ReadAheadCapture {
+    /// Starts reading `path` ahead when it is a regular file of 8 MiB or more
+    /// (`read_ahead::MIN_FILE_BYTES`); `None` otherwise, or when it cannot be opened (opening
+    /// it again then says why).
+    fn start(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path)
+            .ok()
+            .filter(|meta| meta.is_file() && meta.len() >= read_ahead::MIN_FILE_BYTES)?;
+        let file = std::fs::File::open(path).ok()?;
+        Some(ReadAheadCapture {
+            path: path.to_path_buf(),
+            total: meta.len(),
+            ahead: ReadAhead::start(path, file)?,
+        })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// How far ahead of the parser the file's bytes are asked into the cache. Read-ahead blocks
@@ -259,23 +297,36 @@ impl CaptureReader {
     /// direct I/O where the file system allows it (the parser then reads the blocks the disk
     /// filled, with no copy); anything else as [`CaptureReader::open`] does.
     pub fn open_read_ahead(path: &Path) -> Result<Self, CaptureError> {
-        let big_file = std::fs::metadata(path)
-            .ok()
-            .filter(|meta| meta.is_file() && meta.len() >= read_ahead::MIN_FILE_BYTES);
-        let Some(meta) = big_file else {
-            return Self::open(path);
-        };
-        let name = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|source| CaptureError::Open {
-            file: name.clone(),
-            source,
-        })?;
-        let Some(ahead) = ReadAhead::start(path, file) else {
-            return Self::open(path);
-        };
-        let mut reader = Self::with_source(name, Source::Ahead(ahead), Vec::new())?;
-        reader.total = Some(meta.len());
+        match ReadAheadCapture::start(path) {
+            Some(started) => Self::open_started(started),
+            None => Self::open(path),
+        }
+    }
+
+    /// Opens a capture whose read-ahead has started (see [`CaptureReader::take_next`]).
+    pub fn open_started(started: ReadAheadCapture) -> Result<Self, CaptureError> {
+        let name = started.path.display().to_string();
+        let mut reader = Self::with_source(name, Source::Ahead(started.ahead), Vec::new())?;
+        reader.total = Some(started.total);
         Ok(reader)
+    }
+
+    /// Names the file to be read after this one: once this file is read ahead to its end
+    /// (its last blocks still to parse), the next one's read-ahead starts, so that its first
+    /// blocks are ready when it is opened. A file not read ahead, or a next file too small for
+    /// it, gets nothing. At most two files' blocks exist at once.
+    pub fn read_next_ahead(&mut self, path: &Path) {
+        if matches!(self.source, Source::Ahead(_)) {
+            self.next = Some(NextCapture::Waiting(path.to_path_buf()));
+        }
+    }
+
+    /// The next file, if its read-ahead started (see [`CaptureReader::read_next_ahead`]).
+    pub fn take_next(&mut self) -> Option<ReadAheadCapture> {
+        match self.next.take() {
+            Some(NextCapture::Started(started)) => Some(started),
+            _ => None,
+        }
     }
 
     /// Reads a capture from any byte stream; `name` is used in errors. Reads and checks the
@@ -303,6 +354,7 @@ impl CaptureReader {
             interfaces: Vec::new(),
             last_ts: Timestamp::ZERO,
             prefetched_to: 0,
+            next: None,
         };
         reader.read_file_header()?;
         Ok(reader)
@@ -422,6 +474,11 @@ impl CaptureReader {
             Source::Ahead(ahead) => {
                 let filled =
                     fill_from_blocks(ahead, &mut self.buf, &mut self.start, &mut self.end, needed);
+                if ahead.reading_done()
+                    && let Some(NextCapture::Waiting(path)) = &self.next
+                {
+                    self.next = ReadAheadCapture::start(path).map(NextCapture::Started);
+                }
                 return match filled {
                     Ok(more) => {
                         self.at_eof = !more;
@@ -1915,6 +1972,45 @@ mod tests {
             drop(r);
         }
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_next_file_is_read_ahead_while_the_last_blocks_of_this_one_are_parsed() {
+        let first = temp_capture("first", &big_pcap());
+        let mut second_bytes = pcap_header(false, false, 65535, 1);
+        for i in 0..5_000u32 {
+            second_bytes.extend(pcap_record(false, i, 0, &i.to_le_bytes(), 4));
+        }
+        let second = temp_capture("second", &second_bytes);
+        let small = temp_capture("small-next", &big_pcap()[..1000]);
+        let missing = std::env::temp_dir().join("sessionscope-no-such-capture.pcap");
+
+        let mut reader = CaptureReader::open_read_ahead(&first).unwrap();
+        reader.read_next_ahead(&second);
+        let (seen, err) = read_all(&mut reader);
+        assert!(err.is_none() && !seen.is_empty());
+        let started = reader
+            .take_next()
+            .expect("the next file's read-ahead started");
+        assert_eq!(started.path(), second.as_path());
+        let mut next = CaptureReader::open_started(started).unwrap();
+        assert_eq!(next.total_bytes(), Some(second_bytes.len() as u64));
+        let (plain, _) = read_all(&mut CaptureReader::open(&second).unwrap());
+        let (ahead, err) = read_all(&mut next);
+        assert!(err.is_none());
+        assert_eq!(ahead.len(), 5_000);
+        assert!(ahead == plain);
+
+        // A next file too small to read ahead, or missing, is left to be opened as usual.
+        for path in [&small, &missing] {
+            let mut reader = CaptureReader::open_read_ahead(&first).unwrap();
+            reader.read_next_ahead(path);
+            let _ = read_all(&mut reader);
+            assert!(reader.take_next().is_none(), "{}", path.display());
+        }
+        for path in [first, second, small] {
+            std::fs::remove_file(path).unwrap();
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod live;
 mod read_ahead;
 pub mod set;
 
-pub use file::{CaptureError, CaptureFormat, CaptureReader, MAX_BLOCK_BYTES, Place};
+pub use file::{
+    CaptureError, CaptureFormat, CaptureReader, MAX_BLOCK_BYTES, Place, ReadAheadCapture,
+};
 
 use std::fmt;
 

@@ -99,6 +99,8 @@ pub(crate) struct ReadAhead {
     ended: bool,
     /// Tells the thread the parser waited long (see [`SLOW_DISK_WAIT`]).
     parser_waited: Arc<AtomicBool>,
+    /// The thread has read the whole file (or failed): what is left is in the queue.
+    done: Arc<AtomicBool>,
     /// Blocks handed over so far (the wait for the first says nothing about the disk).
     blocks_taken: u64,
     /// Bytes handed over so far.
@@ -120,6 +122,8 @@ impl ReadAhead {
         let (spare_tx, spare_rx) = mpsc::sync_channel(BLOCKS);
         let parser_waited = Arc::new(AtomicBool::new(false));
         let waited = Arc::clone(&parser_waited);
+        let done = Arc::new(AtomicBool::new(false));
+        let done_here = Arc::clone(&done);
         let thread = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn(move || {
@@ -129,6 +133,7 @@ impl ReadAhead {
                     offset: 0,
                     made: 0,
                     parser_waited: waited,
+                    done: done_here,
                     buffered_spell: 0,
                     next_spell: FIRST_SPELL_BLOCKS,
                 };
@@ -141,6 +146,7 @@ impl ReadAhead {
             thread: Some(thread),
             ended: false,
             parser_waited,
+            done,
             blocks_taken: 0,
             bytes_taken: 0,
         })
@@ -183,6 +189,12 @@ impl ReadAhead {
                 })
             }
         }
+    }
+
+    /// The whole file has been read (or reading failed): its last blocks wait in the queue,
+    /// and the disk is free for the next file.
+    pub(crate) fn reading_done(&self) -> bool {
+        self.done.load(Ordering::Relaxed)
     }
 
     /// Gives a block's buffer back to be filled again (other buffers are dropped).
@@ -236,6 +248,8 @@ struct Reader {
     made: usize,
     /// Set by the parser when it waited long for a block (see [`SLOW_DISK_WAIT`]).
     parser_waited: Arc<AtomicBool>,
+    /// Set here once the whole file is read (or reading failed).
+    done: Arc<AtomicBool>,
     /// Blocks still to read through the page cache.
     buffered_spell: u32,
     /// Length of the next spell: each is twice the last, so a slow disk is probed less and
@@ -268,11 +282,15 @@ impl Reader {
             match filled_now {
                 Ok(()) => {
                     let at_end = block.len < BLOCK_BYTES;
+                    if at_end {
+                        self.done.store(true, Ordering::Relaxed);
+                    }
                     if filled.send(Filled::Data(block)).is_err() || at_end {
                         return;
                     }
                 }
                 Err(error) => {
+                    self.done.store(true, Ordering::Relaxed);
                     let offset = self.offset;
                     let _ = filled.send(Filled::Failed { offset, error });
                     return;
