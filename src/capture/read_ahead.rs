@@ -101,8 +101,6 @@ pub(crate) struct ReadAhead {
     parser_waited: Arc<AtomicBool>,
     /// The thread has read the whole file (or failed): what is left is in the queue.
     done: Arc<AtomicBool>,
-    /// Blocks handed over so far (the wait for the first says nothing about the disk).
-    blocks_taken: u64,
     /// Bytes handed over so far.
     bytes_taken: u64,
 }
@@ -147,7 +145,6 @@ impl ReadAhead {
             ended: false,
             parser_waited,
             done,
-            blocks_taken: 0,
             bytes_taken: 0,
         })
     }
@@ -162,13 +159,13 @@ impl ReadAhead {
             Err(_) => {
                 let began = Instant::now();
                 let next = self.filled.recv();
-                if self.blocks_taken > 0 && began.elapsed() > SLOW_DISK_WAIT {
+                // The wait for the first block says nothing about the disk.
+                if self.bytes_taken > 0 && began.elapsed() > SLOW_DISK_WAIT {
                     self.parser_waited.store(true, Ordering::Relaxed);
                 }
                 next
             }
         };
-        self.blocks_taken += 1;
         match next {
             Ok(Filled::Data(block)) => {
                 self.bytes_taken += block.len as u64;

@@ -413,7 +413,7 @@ impl Worker {
         let ended = &mut self.ended;
         self.tracker.advance_to(clock, &mut |r| ended.push(r));
         self.tracker.process(ts, packet, &mut |r| ended.push(r));
-        if ended.list.len() >= INLINE_LIST_LEN {
+        if ended.list.len() >= HAND_ON_LIST_LEN {
             self.send();
         }
     }
@@ -437,9 +437,9 @@ impl Worker {
     }
 }
 
-/// Ended sessions the inline worker gathers before handing them on, as a thread worker does
-/// after a batch (when the input pauses, whatever it has goes on at once).
-const INLINE_LIST_LEN: usize = ENDED_LIST_LEN / 4;
+/// Ended sessions a worker (inline or on a thread) gathers before handing them on (when the
+/// input pauses, whatever it has goes on at once).
+const HAND_ON_LIST_LEN: usize = ENDED_LIST_LEN / 4;
 
 /// Empties the lists the output handed back and keeps up to [`QUEUE_DEPTH`] for reuse.
 fn recycle_lists(handed_back: &Receiver<Vec<SessionRecord>>, spare: &mut Vec<Vec<SessionRecord>>) {
@@ -528,7 +528,7 @@ fn run_worker(
                 // calling thread wakes (and takes a core from a worker) once per list, not
                 // per batch. A batch sent before it filled means the input paused (live
                 // capture): what ended goes on now.
-                if !batch.is_full() || ended.list.len() >= INLINE_LIST_LEN {
+                if !batch.is_full() || ended.list.len() >= HAND_ON_LIST_LEN {
                     ended.send();
                 }
                 batch.clear();
