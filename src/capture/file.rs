@@ -197,6 +197,15 @@ enum Source {
     Ahead(ReadAhead),
 }
 
+impl Drop for CaptureReader {
+    fn drop(&mut self) {
+        // The current block's buffer serves the next file read ahead.
+        if matches!(self.source, Source::Ahead(_)) {
+            read_ahead::keep_spare(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
 /// Streams packets out of one pcap or pcapng file (or a pipe).
 pub struct CaptureReader {
     name: String,
@@ -1921,6 +1930,24 @@ mod tests {
         assert_eq!(seen.len(), plain.len());
         assert!(seen == plain);
         assert_eq!(ahead.bytes_read(), file.len() as u64);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn files_read_ahead_one_after_another_reuse_the_blocks_whatever_they_held() {
+        let file = big_pcap();
+        let path = temp_capture("reuse", &file);
+        let (plain, _) = read_all(&mut CaptureReader::open(&path).unwrap());
+        // Buffers an earlier file left, full of bytes that are not this file's: a reader that
+        // used a byte it did not read would show it.
+        for _ in 0..2 * read_ahead::BLOCKS {
+            read_ahead::keep_spare(vec![0xa5; Block::BUFFER_BYTES]);
+        }
+        for _ in 0..3 {
+            let (seen, err) = read_all(&mut CaptureReader::open_read_ahead(&path).unwrap());
+            assert!(err.is_none(), "{err:?}");
+            assert!(seen == plain);
+        }
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -12,9 +12,9 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,33 @@ const MAX_SPELL_BLOCKS: u32 = 1024;
 
 /// Reads interrupted by signals retried in a row before giving up.
 const MAX_INTERRUPTED_READS: u32 = 64;
+
+/// Block buffers that files read to their end no longer need, for the next file's read-ahead:
+/// a set of files then allocates two files' blocks in all, not four fresh ones per file (each
+/// thread has its own allocator arena, so the blocks one file's thread freed were not reused by
+/// the next, and every file's blocks were faulted in and zeroed anew). At most
+/// [`SPARE_BUFFERS_KEPT`] are kept.
+static SPARE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Two files' blocks: the one being parsed and the next one read ahead.
+const SPARE_BUFFERS_KEPT: usize = 2 * BLOCKS;
+
+/// A block buffer left by an earlier file, if any.
+fn spare_buffer() -> Option<Vec<u8>> {
+    SPARE_BUFFERS.lock().ok()?.pop()
+}
+
+/// Keeps a block buffer for a later file (other buffers, and those beyond the cap, are dropped).
+pub(crate) fn keep_spare(buf: Vec<u8>) {
+    if buf.len() != Block::BUFFER_BYTES {
+        return;
+    }
+    if let Ok(mut spare) = SPARE_BUFFERS.lock()
+        && spare.len() < SPARE_BUFFERS_KEPT
+    {
+        spare.push(buf);
+    }
+}
 
 /// One block: a buffer with [`HEADROOM`] bytes before its aligned data.
 pub(crate) struct Block {
@@ -136,6 +163,9 @@ impl ReadAhead {
                     next_spell: FIRST_SPELL_BLOCKS,
                 };
                 reader.run(&filled_tx, &spare_rx);
+                while let Ok(buf) = spare_rx.try_recv() {
+                    keep_spare(buf);
+                }
             })
             .ok()?;
         Some(ReadAhead {
@@ -197,8 +227,12 @@ impl ReadAhead {
     /// Gives a block's buffer back to be filled again (other buffers are dropped).
     pub(crate) fn give_back(&mut self, buf: Vec<u8>) {
         if buf.len() == Block::BUFFER_BYTES {
-            // Full only if the thread already ended; then the buffer is simply dropped.
-            let _ = self.spare.try_send(buf);
+            // Refused only once the thread has ended: the buffer waits for the next file.
+            if let Err(TrySendError::Full(buf) | TrySendError::Disconnected(buf)) =
+                self.spare.try_send(buf)
+            {
+                keep_spare(buf);
+            }
         }
     }
 }
@@ -207,7 +241,11 @@ impl Drop for ReadAhead {
     fn drop(&mut self) {
         // Emptying the channel unblocks a thread waiting to hand over a block; dropping the
         // receiver makes its next hand-over fail, after which it returns.
-        while self.filled.try_recv().is_ok() {}
+        while let Ok(filled) = self.filled.try_recv() {
+            if let Filled::Data(block) = filled {
+                keep_spare(block.buf);
+            }
+        }
         let (_, dead) = mpsc::sync_channel(1);
         drop(std::mem::replace(&mut self.filled, dead));
         let (dead, _) = mpsc::sync_channel(1);
@@ -261,7 +299,7 @@ impl Reader {
                 Ok(buf) => Block::reuse(buf),
                 Err(TryRecvError::Empty) if self.made < BLOCKS => {
                     self.made += 1;
-                    Block::new()
+                    spare_buffer().map_or_else(Block::new, Block::reuse)
                 }
                 Err(TryRecvError::Empty) => match spare.recv() {
                     Ok(buf) => Block::reuse(buf),
