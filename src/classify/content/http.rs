@@ -137,8 +137,8 @@ fn read_request(view: &[u8], info: &mut ContentInfo) -> Progress {
 }
 
 fn read_response(view: &[u8], info: &mut ContentInfo) -> Progress {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
+    // Only the status line is recorded: with no room for headers the parse stops after it.
+    let mut response = httparse::Response::new(&mut []);
     match response.parse(view) {
         Ok(httparse::Status::Partial) if response.code.is_none() => Progress::NeedMore,
         _ => {
@@ -207,6 +207,44 @@ mod tests {
             assert_eq!(info.server_name.as_deref(), Some("192.0.2.2"));
             assert_eq!(info.http_user_agent.as_deref(), Some("curl/7.88.1"));
             assert_eq!(info.http_status, Some(200));
+        }
+    }
+
+    #[test]
+    fn the_status_comes_from_the_status_line_whatever_follows_it() {
+        let many_headers: Vec<u8> = (0..MAX_HEADERS + 10)
+            .flat_map(|i| format!("X-Header-{i}: {i}\r\n").into_bytes())
+            .collect();
+        let cases: [(&[u8], Option<u16>); 5] = [
+            (b"HTTP/1.1 404 Not Found\r\n", Some(404)),
+            (
+                b"HTTP/1.1 301 Moved\r\nLocation: /b\r\nBad Header\r\n\r\n",
+                Some(301),
+            ),
+            (
+                &[b"HTTP/1.1 204 No Content\r\n".as_slice(), &many_headers].concat(),
+                Some(204),
+            ),
+            // A reason phrase left out: httparse refuses the line, the digits still count.
+            (b"HTTP/1.1 500\r\n\r\n", Some(500)),
+            (b"HTTP/1.1 20", None),
+        ];
+        for (response, status) in cases {
+            let mut info = ContentInfo::default();
+            let progress = read_response(response, &mut info);
+            assert_eq!(
+                info.http_status,
+                status,
+                "{:?}",
+                String::from_utf8_lossy(response)
+            );
+            let done = matches!(progress, Progress::Done);
+            assert_eq!(
+                done,
+                status.is_some(),
+                "{:?}",
+                String::from_utf8_lossy(response)
+            );
         }
     }
 
