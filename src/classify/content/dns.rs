@@ -1,18 +1,21 @@
 //! DNS over UDP and TCP, and the protocols sharing its message format: mDNS (UDP 5353), LLMNR
-//! (UDP 5355) and NetBIOS name service (UDP 137, RFC 1002). Messages are parsed with
-//! `simple-dns` (a maintained, dependency-light, borrowing parser); NetBIOS names, which are
-//! encoded inside a DNS-style label, are decoded here.
+//! (UDP 5355) and NetBIOS name service (UDP 137, RFC 1002). Messages are parsed with NLnet
+//! Labs' `domain` in place, without allocating (names and records are read where they lie,
+//! compression pointers followed by the parser); NetBIOS names, which are encoded inside a
+//! DNS-style label, are decoded here.
 //!
-//! Owns the first question (name, type), the first response's rcode and up to
-//! [`MAX_DNS_ANSWERS`] answers. Promise: a message whose section counts cannot fit in its
-//! length is rejected before parsing (the parser reserves room per announced record), so memory
-//! follows the packet size; no panic on any bytes.
+//! Owns the first question (name, type), the first response's rcode (with EDNS's extended
+//! bits) and up to [`MAX_DNS_ANSWERS`] answers. Promise: only a message that reads from end to
+//! end is recorded (every question and record, and the data of the answers read), and one whose
+//! section counts cannot fit in its length is turned away before it is read; no panic on any
+//! bytes.
 
 use super::{
     ContentInfo, Detect, MAX_DNS_ANSWERS, Ports, Progress, Protocol, TEXT_CAP, capped_text,
 };
-use simple_dns::rdata::RData;
-use simple_dns::{Name, Packet, QTYPE, RCODE, TYPE};
+use domain::base::iana::Rtype;
+use domain::base::{Message, ParsedName, ParsedRecord};
+use domain::rdata::{A, Aaaa, Cname, Mx, Ns, Ptr, Srv};
 
 const HEADER_LEN: usize = 12;
 /// Smallest question: root name (1), type (2), class (2).
@@ -48,9 +51,102 @@ fn counts_fit(msg: &[u8], h: &Header) -> bool {
 }
 
 /// A plausible DNS message: a query with exactly one question, or a response with at least one
-/// question or answer, standard opcodes, counts that fit, and a successful parse.
+/// question or answer, standard opcodes, counts that fit, and a message that reads to its end.
 fn plausible(msg: &[u8]) -> bool {
-    header(msg).is_some_and(|h| plausible_header(msg, &h)) && Packet::parse(msg).is_ok()
+    header(msg).is_some_and(|h| plausible_header(msg, &h)) && Parsed::of(msg).is_some()
+}
+
+/// A message that reads from end to end (see the module doc).
+struct Parsed<'a> {
+    message: Message<&'a [u8]>,
+    /// The response code with EDNS's extended bits (RFC 6891: the OPT record's TTL holds the
+    /// upper eight).
+    rcode: u16,
+}
+
+impl<'a> Parsed<'a> {
+    fn of(msg: &'a [u8]) -> Option<Parsed<'a>> {
+        let message = Message::from_octets(msg).ok()?;
+        let answers = message.question().next_section().ok()?;
+        let mut extended = 0u16;
+        let mut section = Some(answers);
+        let mut answer_section = true;
+        while let Some(records) = section {
+            let mut records = records;
+            for record in &mut records {
+                let record = record.ok()?;
+                if answer_section {
+                    // The answers are read for their data: it must read too.
+                    answer_data(&record)?;
+                } else if record.rtype() == Rtype::OPT && extended == 0 {
+                    extended = u16::from((record.ttl().as_secs() >> 24) as u8);
+                }
+            }
+            section = records.next_section().ok()?;
+            answer_section = false;
+        }
+        let rcode = (extended << 4) | u16::from(message.header().rcode().to_int());
+        Some(Parsed { message, rcode })
+    }
+
+    /// The first question's name and type.
+    fn first_question(&self) -> Option<(String, String)> {
+        let question = self.message.question().next()?.ok()?;
+        Some((name_text(question.qname()), type_text(question.qtype())))
+    }
+
+    /// The answer section's records, at most `cap`.
+    fn answers(&self, cap: usize) -> impl Iterator<Item = ParsedRecord<'_, &'a [u8]>> {
+        self.message
+            .answer()
+            .ok()
+            .into_iter()
+            .flatten()
+            .map_while(Result::ok)
+            .take(cap)
+    }
+}
+
+/// What an answer says: its text (an address, a name, or the record type), and its address
+/// for A and AAAA records. `None` when its data does not read.
+fn answer_data(record: &ParsedRecord<'_, &[u8]>) -> Option<(String, Option<std::net::IpAddr>)> {
+    /// The record's data as `T`, `None` when it does not read.
+    fn data<'a, 'm, T: domain::base::rdata::ParseRecordData<'a, &'m [u8]>>(
+        record: &'a ParsedRecord<'_, &'m [u8]>,
+    ) -> Option<T> {
+        Some(record.to_record::<T>().ok()??.into_data())
+    }
+    Some(match record.rtype() {
+        Rtype::A => {
+            let address = data::<A>(record)?.addr();
+            (ipv4_text(u32::from(address)), Some(address.into()))
+        }
+        Rtype::AAAA => {
+            let address = data::<Aaaa>(record)?.addr();
+            (address.to_string(), Some(address.into()))
+        }
+        Rtype::CNAME => (
+            name_text(data::<Cname<ParsedName<&[u8]>>>(record)?.cname()),
+            None,
+        ),
+        Rtype::PTR => (
+            name_text(data::<Ptr<ParsedName<&[u8]>>>(record)?.ptrdname()),
+            None,
+        ),
+        Rtype::NS => (
+            name_text(data::<Ns<ParsedName<&[u8]>>>(record)?.nsdname()),
+            None,
+        ),
+        Rtype::MX => (
+            name_text(data::<Mx<ParsedName<&[u8]>>>(record)?.exchange()),
+            None,
+        ),
+        Rtype::SRV => {
+            let srv = data::<Srv<ParsedName<&[u8]>>>(record)?;
+            (format!("{}:{}", name_text(srv.target()), srv.port()), None)
+        }
+        other => (type_text(other), None),
+    })
 }
 
 /// [`plausible`] without the parse.
@@ -106,12 +202,12 @@ pub(super) fn detect_and_read_stream(
     let Some(h) = header(msg).filter(|h| plausible_header(msg, h)) else {
         return Detect::No;
     };
-    match Packet::parse(msg) {
-        Ok(packet) => {
-            record(&packet, &h, from_orig, true, info);
+    match Parsed::of(msg) {
+        Some(parsed) => {
+            record(&parsed, &h, from_orig, true, info);
             Detect::Yes(Protocol::DnsTcp)
         }
-        Err(_) => Detect::No,
+        None => Detect::No,
     }
 }
 
@@ -147,27 +243,26 @@ fn read_message(msg: &[u8], from_orig: bool, first: bool, info: &mut ContentInfo
     if !counts_fit(msg, &h) {
         return false;
     }
-    let Ok(packet) = Packet::parse(msg) else {
+    let Some(parsed) = Parsed::of(msg) else {
         return false;
     };
-    record(&packet, &h, from_orig, first, info)
+    record(&parsed, &h, from_orig, first, info)
 }
 
 /// [`read_message`] after the parse.
 fn record(
-    packet: &Packet<'_>,
+    parsed: &Parsed<'_>,
     h: &Header,
     from_orig: bool,
     first: bool,
     info: &mut ContentInfo,
 ) -> bool {
-    if let Some(question) = packet.questions.first()
-        && info.dns_query.is_none()
+    if info.dns_query.is_none()
+        && let Some((name, qtype)) = parsed.first_question()
     {
-        let name = name_text(&question.qname);
         info.server_name = Some(name.clone());
         info.dns_query = Some(name);
-        info.dns_qtype = Some(qtype_name(question.qtype));
+        info.dns_qtype = Some(qtype);
     }
     if !h.is_response {
         return false;
@@ -175,42 +270,37 @@ fn record(
     if first && from_orig {
         info.orig_is_server = true;
     }
-    info.dns_rcode = Some(rcode_name(packet.rcode()));
+    info.dns_rcode = Some(rcode_name(parsed.rcode));
     if info.dns_query.is_none()
-        && let Some(answer) = packet.answers.first()
+        && let Some(answer) = parsed.answers(1).next()
     {
         // mDNS announcements carry no question: the first answer's name stands for it.
-        let name = name_text(&answer.name);
+        let name = name_text(&answer.owner());
         info.server_name = Some(name.clone());
         info.dns_query = Some(name);
     }
     info.dns_answers.clear();
     info.dns_answer_addresses.clear();
-    for answer in packet.answers.iter().take(MAX_DNS_ANSWERS) {
-        match &answer.rdata {
-            RData::A(a) => info
-                .dns_answer_addresses
-                .push(std::net::Ipv4Addr::from(a.address).into()),
-            RData::AAAA(a) => info
-                .dns_answer_addresses
-                .push(std::net::Ipv6Addr::from(a.address).into()),
-            _ => {}
-        }
-        info.dns_answers
-            .push(capped_text(rdata_text(&answer.rdata), TEXT_CAP));
+    for answer in parsed.answers(MAX_DNS_ANSWERS) {
+        // Every answer's data read when the message was parsed.
+        let Some((text, address)) = answer_data(&answer) else {
+            continue;
+        };
+        info.dns_answer_addresses.extend(address);
+        info.dns_answers.push(capped_text(text, TEXT_CAP));
     }
     true
 }
 
-/// A name as `Name`'s `Display` writes it (labels joined by `.`, each label's bytes as lossy
-/// UTF-8 with `.` and `\` escaped by a backslash), capped at [`TEXT_CAP`] bytes, written in
-/// one buffer.
-fn name_text(name: &Name<'_>) -> String {
-    let labels = name.get_labels();
-    let size: usize = labels.iter().map(|label| label.len() + 1).sum();
+/// A name as text: labels joined by `.`, each label's bytes as lossy UTF-8 with `.` and `\\`
+/// escaped by a backslash (as `simple-dns`, the parser before, displayed names; RFC 1035's
+/// presentation format would also escape other bytes as `\\DDD`), capped at [`TEXT_CAP`]
+/// bytes, written in one buffer.
+fn name_text<O: AsRef<[u8]>>(name: &ParsedName<O>) -> String {
+    let size: usize = name.iter().map(|label| label.len() + 1).sum();
     let mut out = String::with_capacity(size);
-    for (i, label) in labels.iter().enumerate() {
-        if i > 0 {
+    for label in name.iter().filter(|label| !label.is_root()) {
+        if !out.is_empty() {
             out.push('.');
         }
         let label = String::from_utf8_lossy(label.as_ref());
@@ -228,19 +318,11 @@ fn name_text(name: &Name<'_>) -> String {
     capped_text(out, TEXT_CAP)
 }
 
-fn rdata_text(rdata: &RData<'_>) -> String {
-    match rdata {
-        RData::A(a) => ipv4_text(a.address),
-        RData::AAAA(a) => std::net::Ipv6Addr::from(a.address).to_string(),
-        RData::CNAME(n) => name_text(&n.0),
-        RData::PTR(n) => name_text(&n.0),
-        RData::NS(n) => name_text(&n.0),
-        RData::MX(mx) => name_text(&mx.exchange),
-        RData::SRV(srv) => format!("{}:{}", srv.target, srv.port),
-        other => match common_type_name(other.type_code()) {
-            Some(name) => name.to_string(),
-            None => format!("{:?}", other.type_code()),
-        },
+/// A record type's mnemonic (`A`, `AAAA`, `HTTPS`, ... as IANA names it), or `TYPE<n>`.
+fn type_text(rtype: Rtype) -> String {
+    match rtype.to_mnemonic_str() {
+        Some(mnemonic) => mnemonic.to_string(),
+        None => format!("TYPE{}", rtype.to_int()),
     }
 }
 
@@ -253,59 +335,21 @@ fn ipv4_text(address: u32) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// The `Debug` name of the record types seen most, without formatting.
-fn common_type_name(t: TYPE) -> Option<&'static str> {
-    Some(match t {
-        TYPE::A => "A",
-        TYPE::AAAA => "AAAA",
-        TYPE::MX => "MX",
-        TYPE::TXT => "TXT",
-        TYPE::PTR => "PTR",
-        TYPE::CNAME => "CNAME",
-        TYPE::NS => "NS",
-        TYPE::SRV => "SRV",
-        TYPE::SOA => "SOA",
-        TYPE::HTTPS => "HTTPS",
-        TYPE::SVCB => "SVCB",
-        TYPE::OPT => "OPT",
-        TYPE::CAA => "CAA",
-        TYPE::DS => "DS",
-        TYPE::DNSKEY => "DNSKEY",
-        TYPE::RRSIG => "RRSIG",
-        TYPE::NSEC => "NSEC",
-        _ => return None,
-    })
-}
-
-fn qtype_name(qtype: QTYPE) -> String {
-    let name = match qtype {
-        QTYPE::TYPE(TYPE::Unknown(n)) => return format!("TYPE{n}"),
-        QTYPE::TYPE(t) => match common_type_name(t) {
-            Some(name) => name,
-            None => return format!("{t:?}"),
-        },
-        QTYPE::IXFR => "IXFR",
-        QTYPE::AXFR => "AXFR",
-        QTYPE::MAILB => "MAILB",
-        QTYPE::MAILA => "MAILA",
-        QTYPE::ANY => "ANY",
-    };
-    name.to_string()
-}
-
-fn rcode_name(rcode: RCODE) -> &'static str {
+/// The response code's mnemonic (RFC 1035, RFC 2136), `OTHER` beyond them (EDNS's extended
+/// codes among them).
+fn rcode_name(rcode: u16) -> &'static str {
     match rcode {
-        RCODE::NoError => "NOERROR",
-        RCODE::FormatError => "FORMERR",
-        RCODE::ServerFailure => "SERVFAIL",
-        RCODE::NameError => "NXDOMAIN",
-        RCODE::NotImplemented => "NOTIMP",
-        RCODE::Refused => "REFUSED",
-        RCODE::YXDOMAIN => "YXDOMAIN",
-        RCODE::YXRRSET => "YXRRSET",
-        RCODE::NXRRSET => "NXRRSET",
-        RCODE::NOTAUTH => "NOTAUTH",
-        RCODE::NOTZONE => "NOTZONE",
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
         _ => "OTHER",
     }
 }
@@ -368,8 +412,8 @@ mod tests {
 
     #[test]
     fn answer_addresses_are_the_a_and_aaaa_records_only() {
-        use simple_dns::rdata::{A, AAAA, CNAME, PTR};
-        use simple_dns::{CLASS, Question, ResourceRecord};
+        use simple_dns::rdata::{A, AAAA, CNAME, PTR, RData};
+        use simple_dns::{CLASS, Name, Packet, Question, ResourceRecord, TYPE};
         let mut reply = Packet::new_reply(7);
         let asked = Name::new_unchecked("www.example.test");
         reply.questions.push(Question::new(
@@ -454,11 +498,16 @@ mod tests {
                 std::net::Ipv4Addr::from(address).to_string()
             );
         }
-        for code in 0..=300u16 {
-            let t = TYPE::from(code);
-            if let Some(name) = common_type_name(t) {
-                assert_eq!(name, format!("{t:?}"));
-            }
+        // Types by their IANA mnemonics, the others by number (RFC 3597's form).
+        for (code, text) in [
+            (1, "A"),
+            (28, "AAAA"),
+            (12, "PTR"),
+            (65, "HTTPS"),
+            (255, "ANY"),
+            (65280, "TYPE65280"),
+        ] {
+            assert_eq!(type_text(Rtype::from_int(code)), text);
         }
     }
 
@@ -468,10 +517,63 @@ mod tests {
         // dots and backslashes with a backslash and replaces invalid UTF-8 with U+FFFD.
         let mut msg = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         msg.extend_from_slice(b"\x03a.b\x02\\\xff\x07example\x00\x00\x01\x00\x01");
-        let packet = Packet::parse(&msg).unwrap();
-        let name = &packet.questions[0].qname;
-        assert_eq!(name_text(name), name.to_string());
-        assert_eq!(name_text(name), "a\\.b.\\\\\u{fffd}.example");
+        let message = Message::from_octets(msg.as_slice()).unwrap();
+        let question = message.first_question().unwrap();
+        let ours = name_text(question.qname());
+        // The text simple-dns (the parser before) displays for the same name.
+        let before = simple_dns::Packet::parse(&msg).unwrap().questions[0]
+            .qname
+            .to_string();
+        assert_eq!(ours, before);
+        assert_eq!(ours, "a\\.b.\\\\\u{fffd}.example");
+    }
+
+    #[test]
+    fn the_rcode_takes_the_extended_bits_of_an_opt_record_and_nothing_else() {
+        // dig's response (NOERROR) with an OPT record added: upper rcode bits, then the
+        // version and flags (RFC 6891), which say nothing of the rcode.
+        let with_opt = |ttl: [u8; 4]| {
+            let mut msg = unhex(RESPONSE_HEX);
+            msg[11] += 1; // ARCOUNT
+            msg.extend_from_slice(&[0, 0, 41, 0x05, 0xa0]);
+            msg.extend_from_slice(&ttl);
+            msg.extend_from_slice(&[0, 0]);
+            msg
+        };
+        for (ttl, rcode) in [
+            ([0, 0, 0, 0], "NOERROR"),
+            // Z bits set (an Apple mDNS responder's OPT record does): still NOERROR, as
+            // tshark reads it (zeek-radiotap.pcap, frame 3).
+            ([0, 0, 0x11, 0x94], "NOERROR"),
+            ([0, 0, 0x80, 0], "NOERROR"),
+            // Upper bits 1: rcode 16, BADVERS.
+            ([1, 0, 0, 0], "OTHER"),
+        ] {
+            let msg = with_opt(ttl);
+            let mut info = ContentInfo::default();
+            assert!(read_message(&msg, false, true, &mut info), "{ttl:?}");
+            assert_eq!(info.dns_rcode, Some(rcode), "{ttl:?}");
+            assert_eq!(info.dns_answers, ["192.0.2.80"]);
+        }
+    }
+
+    #[test]
+    fn a_message_that_does_not_read_to_its_end_is_not_recorded() {
+        let full = unhex(RESPONSE_HEX);
+        for cut in [full.len() - 1, full.len() - 4, HEADER_LEN + 3] {
+            let mut info = ContentInfo::default();
+            assert!(!read_message(&full[..cut], false, true, &mut info), "{cut}");
+            assert_eq!(info, ContentInfo::default(), "{cut}");
+        }
+        // An A record whose data is not four bytes.
+        let mut bad = full.clone();
+        let rdlen_at = bad.len() - 6;
+        assert_eq!(bad[rdlen_at..rdlen_at + 2], [0, 4]);
+        bad[rdlen_at + 1] = 3;
+        bad.pop();
+        let mut info = ContentInfo::default();
+        assert!(!read_message(&bad, false, true, &mut info));
+        assert_eq!(info.dns_answers, Vec::<String>::new());
     }
 
     #[test]
