@@ -68,7 +68,8 @@ impl<'a> Parsed<'a> {
     fn of(msg: &'a [u8]) -> Option<Parsed<'a>> {
         let message = Message::from_octets(msg).ok()?;
         let answers = message.question().next_section().ok()?;
-        let mut extended = 0u16;
+        // The first OPT record's, as there should be at most one.
+        let mut extended: Option<u16> = None;
         let mut section = Some(answers);
         let mut answer_section = true;
         while let Some(records) = section {
@@ -78,14 +79,14 @@ impl<'a> Parsed<'a> {
                 if answer_section {
                     // The answers are read for their data: it must read too.
                     answer_data(&record)?;
-                } else if record.rtype() == Rtype::OPT && extended == 0 {
-                    extended = u16::from((record.ttl().as_secs() >> 24) as u8);
+                } else if record.rtype() == Rtype::OPT && extended.is_none() {
+                    extended = Some(u16::from((record.ttl().as_secs() >> 24) as u8));
                 }
             }
             section = records.next_section().ok()?;
             answer_section = false;
         }
-        let rcode = (extended << 4) | u16::from(message.header().rcode().to_int());
+        let rcode = (extended.unwrap_or(0) << 4) | u16::from(message.header().rcode().to_int());
         Some(Parsed { message, rcode })
     }
 
@@ -292,9 +293,9 @@ fn record(
     true
 }
 
-/// A name as text: labels joined by `.`, each label's bytes as lossy UTF-8 with `.` and `\\`
+/// A name as text: labels joined by `.`, each label's bytes as lossy UTF-8 with `.` and `\`
 /// escaped by a backslash (as `simple-dns`, the parser before, displayed names; RFC 1035's
-/// presentation format would also escape other bytes as `\\DDD`), capped at [`TEXT_CAP`]
+/// presentation format would also escape other bytes as `\DDD`), capped at [`TEXT_CAP`]
 /// bytes, written in one buffer.
 fn name_text<O: AsRef<[u8]>>(name: &ParsedName<O>) -> String {
     let size: usize = name.iter().map(|label| label.len() + 1).sum();
