@@ -72,13 +72,12 @@ impl<'a> Parsed<'a> {
         let mut extended: Option<u16> = None;
         let mut section = Some(answers);
         let mut answer_section = true;
-        while let Some(records) = section {
-            let mut records = records;
+        while let Some(mut records) = section {
             for record in &mut records {
                 let record = record.ok()?;
                 if answer_section {
                     // The answers are read for their data: it must read too.
-                    answer_data(&record)?;
+                    AnswerData::of(&record)?;
                 } else if record.rtype() == Rtype::OPT && extended.is_none() {
                     extended = Some(u16::from((record.ttl().as_secs() >> 24) as u8));
                 }
@@ -108,46 +107,59 @@ impl<'a> Parsed<'a> {
     }
 }
 
-/// What an answer says: its text (an address, a name, or the record type), and its address
-/// for A and AAAA records. `None` when its data does not read.
-fn answer_data(record: &ParsedRecord<'_, &[u8]>) -> Option<(String, Option<std::net::IpAddr>)> {
-    /// The record's data as `T`, `None` when it does not read.
-    fn data<'a, 'm, T: domain::base::rdata::ParseRecordData<'a, &'m [u8]>>(
-        record: &'a ParsedRecord<'_, &'m [u8]>,
-    ) -> Option<T> {
-        Some(record.to_record::<T>().ok()??.into_data())
+/// A name inside a message.
+type Name<'m> = ParsedName<&'m [u8]>;
+
+/// What an answer says, read in place.
+enum AnswerData<'m> {
+    Address(std::net::IpAddr),
+    Name(Name<'m>),
+    Service(Name<'m>, u16),
+    /// A record whose data is not shown: only its type is.
+    Other(Rtype),
+}
+
+impl<'m> AnswerData<'m> {
+    /// `None` when the record's data does not read.
+    fn of(record: &ParsedRecord<'_, &'m [u8]>) -> Option<AnswerData<'m>> {
+        /// The record's data as `T`, `None` when it does not read.
+        fn data<'a, 'm, T: domain::base::rdata::ParseRecordData<'a, &'m [u8]>>(
+            record: &'a ParsedRecord<'_, &'m [u8]>,
+        ) -> Option<T> {
+            Some(record.to_record::<T>().ok()??.into_data())
+        }
+        Some(match record.rtype() {
+            Rtype::A => AnswerData::Address(data::<A>(record)?.addr().into()),
+            Rtype::AAAA => AnswerData::Address(data::<Aaaa>(record)?.addr().into()),
+            Rtype::CNAME => AnswerData::Name(data::<Cname<Name>>(record)?.into_cname()),
+            Rtype::PTR => AnswerData::Name(data::<Ptr<Name>>(record)?.into_ptrdname()),
+            Rtype::NS => AnswerData::Name(data::<Ns<Name>>(record)?.into_nsdname()),
+            Rtype::MX => AnswerData::Name(*data::<Mx<Name>>(record)?.exchange()),
+            Rtype::SRV => {
+                let srv = data::<Srv<Name>>(record)?;
+                AnswerData::Service(*srv.target(), srv.port())
+            }
+            other => AnswerData::Other(other),
+        })
     }
-    Some(match record.rtype() {
-        Rtype::A => {
-            let address = data::<A>(record)?.addr();
-            (ipv4_text(u32::from(address)), Some(address.into()))
+
+    /// As `dns_answers` shows it: an address, a name (`target:port` for SRV), or the type.
+    fn text(&self) -> String {
+        match self {
+            AnswerData::Address(std::net::IpAddr::V4(v4)) => ipv4_text(u32::from(*v4)),
+            AnswerData::Address(address) => address.to_string(),
+            AnswerData::Name(name) => name_text(name),
+            AnswerData::Service(target, port) => format!("{}:{port}", name_text(target)),
+            AnswerData::Other(rtype) => type_text(*rtype),
         }
-        Rtype::AAAA => {
-            let address = data::<Aaaa>(record)?.addr();
-            (address.to_string(), Some(address.into()))
+    }
+
+    fn address(&self) -> Option<std::net::IpAddr> {
+        match self {
+            AnswerData::Address(address) => Some(*address),
+            _ => None,
         }
-        Rtype::CNAME => (
-            name_text(data::<Cname<ParsedName<&[u8]>>>(record)?.cname()),
-            None,
-        ),
-        Rtype::PTR => (
-            name_text(data::<Ptr<ParsedName<&[u8]>>>(record)?.ptrdname()),
-            None,
-        ),
-        Rtype::NS => (
-            name_text(data::<Ns<ParsedName<&[u8]>>>(record)?.nsdname()),
-            None,
-        ),
-        Rtype::MX => (
-            name_text(data::<Mx<ParsedName<&[u8]>>>(record)?.exchange()),
-            None,
-        ),
-        Rtype::SRV => {
-            let srv = data::<Srv<ParsedName<&[u8]>>>(record)?;
-            (format!("{}:{}", name_text(srv.target()), srv.port()), None)
-        }
-        other => (type_text(other), None),
-    })
+    }
 }
 
 /// [`plausible`] without the parse.
@@ -284,11 +296,11 @@ fn record(
     info.dns_answer_addresses.clear();
     for answer in parsed.answers(MAX_DNS_ANSWERS) {
         // Every answer's data read when the message was parsed.
-        let Some((text, address)) = answer_data(&answer) else {
+        let Some(data) = AnswerData::of(&answer) else {
             continue;
         };
-        info.dns_answer_addresses.extend(address);
-        info.dns_answers.push(capped_text(text, TEXT_CAP));
+        info.dns_answer_addresses.extend(data.address());
+        info.dns_answers.push(capped_text(data.text(), TEXT_CAP));
     }
     true
 }
