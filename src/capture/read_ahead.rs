@@ -279,7 +279,7 @@ struct Reader {
     direct: Option<File>,
     /// File offset of the next byte to read.
     offset: u64,
-    /// Blocks allocated so far (at most [`BLOCKS`]).
+    /// Blocks this file has had so far, new or left by an earlier file (at most [`BLOCKS`]).
     made: usize,
     /// Set by the parser when it waited long for a block (see [`SLOW_DISK_WAIT`]).
     parser_waited: Arc<AtomicBool>,
