@@ -7,7 +7,10 @@
 # share a core, or a host busy with other guests, the pair runs slower, and so does every
 # program on two threads, whatever it does. With BIN, each round then also times
 # `BIN analyze CAPTURE` (default: the 1 GiB benchmark capture) with 1 and 2 threads, and prints
-# the wall-time ratio and how much more CPU time the two threads took than the one.
+# the wall-time ratio and how much more CPU time the two threads took than the one, and
+# times two one-thread analyses at once (each pinned to a CPU, separate outputs) against one
+# alone (pinned): the pair shares only the machine (memory, caches, disk, the host), so
+# 2 x alone / pair is the most any two-thread design could gain over one thread there.
 # Needs a C compiler (cc) and taskset; compare rounds side by side, never across machines.
 set -euo pipefail
 ROUNDS=${1:-5}
@@ -48,6 +51,15 @@ for round in $(seq "$ROUNDS"); do
     read -r w2 u2 s2 < "$WORK/time2"
     line="$line | $(awk -v w1="$w1" -v c1="$(echo "$u1 + $s1" | bc)" -v w2="$w2" \
       -v c2="$(echo "$u2 + $s2" | bc)" 'BEGIN { printf "1 thread %.2f s, 2 threads %.2f s: %.2fx; CPU %.2f / %.2f s (%.2fx)", w1, w2, w1 / w2, c1, c2, c2 / c1 }')"
+    one_run() { # CPU OUTPUT TIMEFILE
+      /usr/bin/time -o "$3" -f "%e" taskset -c "$1" "$BIN" analyze "$CAP" --threads 1 \
+        --no-progress --out "$2" > /dev/null 2>&1
+    }
+    one_run 0 "$WORK/outa" "$WORK/alone"
+    (one_run 0 "$WORK/outa" "$WORK/pa" & one_run 1 "$WORK/outb" "$WORK/pb"; wait)
+    line="$line | $(cat "$WORK/alone" "$WORK/pa" "$WORK/pb" | awk 'NR == 1 { a = $1 }
+      NR > 1 && $1 > p { p = $1 }
+      END { printf "1-thread runs: alone %.2f s, two at once %.2f s: ceiling %.2fx", a, p, 2 * a / p }')"
   fi
   echo "round $round: $line"
 done
