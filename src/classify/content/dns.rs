@@ -62,6 +62,9 @@ struct Parsed<'a> {
     /// The response code with EDNS's extended bits (RFC 6891: the OPT record's TTL holds the
     /// upper eight).
     rcode: u16,
+    /// The first answers' data, kept from the read that checked them: at most
+    /// [`MAX_DNS_ANSWERS`], in order, the rest `None`.
+    answers: [Option<AnswerData<'a>>; MAX_DNS_ANSWERS],
 }
 
 impl<'a> Parsed<'a> {
@@ -70,14 +73,18 @@ impl<'a> Parsed<'a> {
         let answers = message.question().next_section().ok()?;
         // The first OPT record's, as there should be at most one.
         let mut extended: Option<u16> = None;
+        let mut kept = [const { None }; MAX_DNS_ANSWERS];
         let mut section = Some(answers);
         let mut answer_section = true;
         while let Some(mut records) = section {
-            for record in &mut records {
+            for (index, record) in (&mut records).enumerate() {
                 let record = record.ok()?;
                 if answer_section {
                     // The answers are read for their data: it must read too.
-                    AnswerData::of(&record)?;
+                    let data = AnswerData::of(&record)?;
+                    if let Some(slot) = kept.get_mut(index) {
+                        *slot = Some(data);
+                    }
                 } else if record.rtype() == Rtype::OPT && extended.is_none() {
                     extended = Some(u16::from((record.ttl().as_secs() >> 24) as u8));
                 }
@@ -86,7 +93,11 @@ impl<'a> Parsed<'a> {
             answer_section = false;
         }
         let rcode = (extended.unwrap_or(0) << 4) | u16::from(message.header().rcode().to_int());
-        Some(Parsed { message, rcode })
+        Some(Parsed {
+            message,
+            rcode,
+            answers: kept,
+        })
     }
 
     /// The first question's name and type.
@@ -95,15 +106,15 @@ impl<'a> Parsed<'a> {
         Some((name_text(question.qname()), type_text(question.qtype())))
     }
 
-    /// The answer section's records, at most `cap`.
-    fn answers(&self, cap: usize) -> impl Iterator<Item = ParsedRecord<'_, &'a [u8]>> {
-        self.message
-            .answer()
-            .ok()
-            .into_iter()
-            .flatten()
-            .map_while(Result::ok)
-            .take(cap)
+    /// The first answer's owner name.
+    fn first_answer_owner(&self) -> Option<String> {
+        let record = self.message.answer().ok()?.next()?.ok()?;
+        Some(name_text(&record.owner()))
+    }
+
+    /// The first [`MAX_DNS_ANSWERS`] answers' data.
+    fn answers(&self) -> impl Iterator<Item = &AnswerData<'a>> {
+        self.answers.iter().map_while(Option::as_ref)
     }
 }
 
@@ -285,20 +296,15 @@ fn record(
     }
     info.dns_rcode = Some(rcode_name(parsed.rcode));
     if info.dns_query.is_none()
-        && let Some(answer) = parsed.answers(1).next()
+        && let Some(name) = parsed.first_answer_owner()
     {
         // mDNS announcements carry no question: the first answer's name stands for it.
-        let name = name_text(&answer.owner());
         info.server_name = Some(name.clone());
         info.dns_query = Some(name);
     }
     info.dns_answers.clear();
     info.dns_answer_addresses.clear();
-    for answer in parsed.answers(MAX_DNS_ANSWERS) {
-        // Every answer's data read when the message was parsed.
-        let Some(data) = AnswerData::of(&answer) else {
-            continue;
-        };
+    for data in parsed.answers() {
         info.dns_answer_addresses.extend(data.address());
         info.dns_answers.push(capped_text(data.text(), TEXT_CAP));
     }
