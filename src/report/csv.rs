@@ -654,8 +654,9 @@ const ROW_BLOCK_BYTES: usize = 256 << 10;
 /// Blocks of merged rows waiting for the labelling before the merge waits.
 const ROW_BLOCKS_QUEUED: usize = 4;
 
-/// Finished lines are handed to the files in blocks of about this many bytes.
-const LINE_BLOCK_BYTES: usize = 256 << 10;
+/// Finished lines are handed to the files in blocks of about this many bytes (one write each:
+/// larger writes cost the kernel less per byte; see `order::RUN_WRITE_BYTES`).
+const LINE_BLOCK_BYTES: usize = 1 << 20;
 /// Blocks waiting for the output thread before labelling waits.
 const LINE_BLOCKS_QUEUED: usize = 4;
 

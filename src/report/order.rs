@@ -366,6 +366,14 @@ impl RowSource for MemorySource<'_> {
     }
 }
 
+/// Bytes per write to a run file. The kernel's cost per byte written falls with the write's
+/// size (larger page-cache folios): with 64 KiB writes the spills cost one thread ~0.1 s more on
+/// the 1 GiB benchmark capture (docs/performance.md, "twelfth session").
+const RUN_WRITE_BYTES: usize = 1 << 20;
+
+/// Bytes per read from a run file; up to [`MAX_OPEN_RUNS`] are read at once when merging.
+const RUN_READ_BYTES: usize = 256 << 10;
+
 /// Run file record: start (i64 LE), uid length (u8), uid, row length (u32 LE), row.
 struct RunWriter {
     out: BufWriter<File>,
@@ -374,7 +382,7 @@ struct RunWriter {
 impl RunWriter {
     fn create(path: &Path) -> io::Result<Self> {
         Ok(RunWriter {
-            out: BufWriter::with_capacity(1 << 16, File::create(path)?),
+            out: BufWriter::with_capacity(RUN_WRITE_BYTES, File::create(path)?),
         })
     }
 
@@ -400,7 +408,7 @@ struct RunReader {
 impl RunReader {
     fn open(path: &Path) -> io::Result<Self> {
         Ok(RunReader {
-            input: BufReader::with_capacity(1 << 16, File::open(path)?),
+            input: BufReader::with_capacity(RUN_READ_BYTES, File::open(path)?),
         })
     }
 }
