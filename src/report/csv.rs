@@ -787,7 +787,7 @@ fn addr_field(out: &mut Vec<u8>, addr: std::net::IpAddr) {
     crate::text::push_ip(out, addr);
 }
 
-fn text(value: &Option<String>) -> &[u8] {
+fn text<T: std::ops::Deref<Target = str>>(value: &Option<T>) -> &[u8] {
     value.as_deref().unwrap_or("").as_bytes()
 }
 

@@ -111,12 +111,14 @@ fn name_matches(name: &str, entry: &str) -> bool {
 
 /// A name that looks like a certificate-status or revocation host (`ocsp.*`, `crl.*`, `crl3.*`).
 pub fn looks_like_certificate_check(name: &str) -> bool {
-    let first = name.split('.').next().unwrap_or("").to_ascii_lowercase();
-    name.contains('.')
-        && (first == "ocsp"
-            || first
-                .strip_prefix("crl")
-                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit())))
+    let first = name.split('.').next().unwrap_or("");
+    let crl_digits = match (first.get(..3), first.get(3..)) {
+        (Some(crl), Some(rest)) => {
+            crl.eq_ignore_ascii_case("crl") && rest.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    };
+    name.contains('.') && (first.eq_ignore_ascii_case("ocsp") || crl_digits)
 }
 
 /// Where a multicast or broadcast destination sends a session: technology by nature.

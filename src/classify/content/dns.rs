@@ -16,6 +16,7 @@ use super::{
 use domain::base::iana::Rtype;
 use domain::base::{Message, ParsedName, ParsedRecord};
 use domain::rdata::{A, Aaaa, Cname, Mx, Ns, Ptr, Srv};
+use std::borrow::Cow;
 
 const HEADER_LEN: usize = 12;
 /// Smallest question: root name (1), type (2), class (2).
@@ -101,7 +102,7 @@ impl<'a> Parsed<'a> {
     }
 
     /// The first question's name and type.
-    fn first_question(&self) -> Option<(String, String)> {
+    fn first_question(&self) -> Option<(String, Cow<'static, str>)> {
         let question = self.message.question().next()?.ok()?;
         Some((name_text(question.qname()), type_text(question.qtype())))
     }
@@ -161,7 +162,7 @@ impl<'m> AnswerData<'m> {
             AnswerData::Address(address) => address.to_string(),
             AnswerData::Name(name) => name_text(name),
             AnswerData::Service(target, port) => format!("{}:{port}", name_text(target)),
-            AnswerData::Other(rtype) => type_text(*rtype),
+            AnswerData::Other(rtype) => type_text(*rtype).into_owned(),
         }
     }
 
@@ -338,10 +339,12 @@ fn name_text<O: AsRef<[u8]>>(name: &ParsedName<O>) -> String {
 }
 
 /// A record type's mnemonic (`A`, `AAAA`, `HTTPS`, ... as IANA names it), or `TYPE<n>`.
-fn type_text(rtype: Rtype) -> String {
+/// A record type's mnemonic (`AAAA`), or `TYPE<n>` for a type without one: borrowed when it
+/// can be, since nearly every question asks for a named type.
+fn type_text(rtype: Rtype) -> Cow<'static, str> {
     match rtype.to_mnemonic_str() {
-        Some(mnemonic) => mnemonic.to_string(),
-        None => format!("TYPE{}", rtype.to_int()),
+        Some(mnemonic) => Cow::Borrowed(mnemonic),
+        None => Cow::Owned(format!("TYPE{}", rtype.to_int())),
     }
 }
 

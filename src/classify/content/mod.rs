@@ -34,6 +34,7 @@ mod corpus_check;
 mod sample_captures;
 
 use crate::session::Proto;
+use std::borrow::Cow;
 
 /// Most bytes kept per direction while a header is incomplete (a TLS ClientHello with
 /// post-quantum key shares is about 2 KiB; HTTP request headers rarely pass 8 KiB).
@@ -85,7 +86,7 @@ pub struct ContentInfo {
     /// First question's name (also in `server_name`).
     pub dns_query: Option<String>,
     /// Query type mnemonic (`A`, `AAAA`, `PTR`, ... or `TYPE<n>`).
-    pub dns_qtype: Option<String>,
+    pub dns_qtype: Option<Cow<'static, str>>,
     /// Response code mnemonic (`NOERROR`, `NXDOMAIN`, ...).
     pub dns_rcode: Option<&'static str>,
     /// Up to [`MAX_DNS_ANSWERS`] answers of the first response: addresses, names, or the type.
