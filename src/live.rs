@@ -677,14 +677,16 @@ mod tests {
     #[test]
     fn content_reaches_the_analysis_as_it_does_for_files() {
         let mut record = udp(53, T0 as i64);
-        record.content = Some(Box::new(crate::classify::content::ContentInfo {
-            service: "dns",
-            server_name: Some("updates.example".into()),
-            dns_query: Some("updates.example".into()),
-            dns_answers: vec!["192.0.2.7".into(), "mirror.example".into()],
-            dns_answer_addresses: vec!["192.0.2.7".parse().unwrap()],
-            ..Default::default()
-        }));
+        record.content = Some(crate::classify::content::Findings::from(
+            crate::classify::content::ContentInfo {
+                service: "dns",
+                server_name: Some("updates.example".into()),
+                dns_query: Some("updates.example".into()),
+                dns_answers: vec!["192.0.2.7".into(), "mirror.example".into()],
+                dns_answer_addresses: vec!["192.0.2.7".parse().unwrap()],
+                ..Default::default()
+            },
+        ));
         let kept = WindowedSession::new(&record, at(T0));
         let facts = kept.facts();
         assert_eq!(facts.dns_query, Some("updates.example"));

@@ -17,7 +17,7 @@ pub use tracker::{SessionTracker, TrackerStats};
 pub use uid::Uid;
 
 use crate::capture::Timestamp;
-use crate::classify::ContentInfo;
+use crate::classify::content::Findings;
 use std::net::IpAddr;
 
 /// The transport a session runs over, as conn.log's `proto` column names it.
@@ -215,7 +215,7 @@ pub struct SessionRecord {
     pub related_uid: Option<Uid>,
     /// What the session's bytes showed (service, server name, protocol details), when the
     /// content classifier recognised them.
-    pub content: Option<Box<ContentInfo>>,
+    pub content: Option<Findings>,
     /// Evasion-relevant oddities seen in the session's packets.
     pub anomalies: Anomalies,
 }

@@ -890,11 +890,7 @@ impl SessionTracker {
                 out.sink.end(&identity.stream(false, false), &resp);
             }
         }
-        let content = session
-            .content
-            .take()
-            .and_then(ContentClassifier::finish)
-            .map(Box::new);
+        let content = session.content.take().and_then(ContentClassifier::finish);
         let mut record = record_of(session, reason);
         record.content = content;
         let hash = session.hash;

@@ -310,7 +310,7 @@ mod tests {
             c.on_stream(true, client);
         }
         let done = !c.wants_more();
-        let info = c.finish().unwrap();
+        let info = c.finish().unwrap().into_info();
         (info.service.to_string(), info.banner, done)
     }
 
@@ -394,7 +394,7 @@ mod tests {
         let (a, b) = hello.split_at(20);
         c.on_stream(true, a);
         c.on_stream(true, b);
-        c.finish().unwrap()
+        c.finish().unwrap().into_info()
     }
 
     #[test]

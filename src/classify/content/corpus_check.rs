@@ -136,7 +136,7 @@ pub(super) fn classify_capture(path: &Path) -> HashMap<Key, Found> {
         .into_iter()
         .map(|(key, flow)| {
             let found = Found {
-                info: flow.classifier.finish(),
+                info: flow.classifier.finish().map(super::Findings::into_info),
                 by_port: flow.by_port,
             };
             (key, found)

@@ -248,6 +248,48 @@ impl Direction {
     }
 }
 
+/// What the classifier found in a finished session: a [`ContentInfo`] that stays in the
+/// allocation the classifier worked in, so that ending a session neither copies its findings
+/// (528 bytes) nor allocates for them.
+#[derive(Debug)]
+pub struct Findings(Box<Work>);
+
+impl std::ops::Deref for Findings {
+    type Target = ContentInfo;
+
+    fn deref(&self) -> &ContentInfo {
+        &self.0.info
+    }
+}
+
+impl std::ops::DerefMut for Findings {
+    fn deref_mut(&mut self) -> &mut ContentInfo {
+        &mut self.0.info
+    }
+}
+
+impl Findings {
+    /// The findings, moved out of the classifier's allocation.
+    pub fn into_info(self) -> ContentInfo {
+        self.0.info
+    }
+}
+
+impl From<ContentInfo> for Findings {
+    fn from(info: ContentInfo) -> Self {
+        Findings(Box::new(Work {
+            info,
+            ..Work::default()
+        }))
+    }
+}
+
+impl Clone for Findings {
+    fn clone(&self) -> Self {
+        Findings::from(self.0.info.clone())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Work {
     orig: Direction,
@@ -313,10 +355,14 @@ impl ContentClassifier {
     }
 
     /// What was found; `None` when no protocol was recognised.
-    pub fn finish(self) -> Option<ContentInfo> {
-        let work = self.work?;
+    pub fn finish(self) -> Option<Findings> {
+        let mut work = self.work?;
         work.protocol?;
-        Some(work.info)
+        // The working state goes; the findings stay where they were found, with no copy.
+        work.orig.release();
+        work.resp.release();
+        work.quic = None;
+        Some(Findings(work))
     }
 
     fn work(&mut self) -> &mut Work {
@@ -627,7 +673,7 @@ mod tests {
         assert!(c.wants_more());
         c.on_stream(false, b"\xffmore junk\r\n");
         assert!(!c.wants_more());
-        assert_eq!(c.finish(), None);
+        assert!(c.finish().is_none());
     }
 
     #[test]
@@ -637,7 +683,7 @@ mod tests {
             c.on_datagram(true, b"\x01\x02\x03 nothing known");
         }
         assert!(!c.wants_more());
-        assert_eq!(c.finish(), None);
+        assert!(c.finish().is_none());
     }
 
     /// Random bytes behind each protocol's signature, in random chunk sizes and directions, on

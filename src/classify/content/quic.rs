@@ -516,7 +516,7 @@ mod tests {
         let mut c = ContentClassifier::new(Proto::Udp, 50000, 443);
         c.on_datagram(true, &packet);
         assert!(!c.wants_more());
-        let info = c.finish().unwrap();
+        let info = c.finish().unwrap().into_info();
         assert_eq!(info.service, "quic");
         assert_eq!(info.quic_version.as_deref(), Some("1"));
         assert_eq!(info.server_name.as_deref(), Some("example.com"));

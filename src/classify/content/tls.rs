@@ -477,7 +477,7 @@ pub(super) mod tests {
         c.on_stream(true, &[23, 3, 3, 0, 19, 1, 2, 3]);
         c.on_stream(false, &[23, 3, 3, 0, 40, 9, 9]);
         assert!(!c.wants_more());
-        let info = c.finish().unwrap();
+        let info = c.finish().unwrap().into_info();
         assert_eq!(info.service, "ssl");
         assert_eq!((info.server_name, info.ja4), (None, None));
         assert_eq!(
@@ -514,7 +514,7 @@ pub(super) mod tests {
             c.on_stream(false, part);
         }
         assert!(!c.wants_more());
-        c.finish().unwrap()
+        c.finish().unwrap().into_info()
     }
 
     #[test]
