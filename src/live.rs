@@ -677,7 +677,7 @@ mod tests {
     #[test]
     fn content_reaches_the_analysis_as_it_does_for_files() {
         let mut record = udp(53, T0 as i64);
-        record.content = Some(crate::classify::content::Findings::from(
+        record.content = Some(crate::classify::Findings::from(
             crate::classify::content::ContentInfo {
                 service: "dns",
                 server_name: Some("updates.example".into()),

@@ -17,7 +17,7 @@ pub use tracker::{SessionTracker, TrackerStats};
 pub use uid::Uid;
 
 use crate::capture::Timestamp;
-use crate::classify::content::Findings;
+use crate::classify::Findings;
 use std::net::IpAddr;
 
 /// The transport a session runs over, as conn.log's `proto` column names it.

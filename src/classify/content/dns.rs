@@ -338,9 +338,8 @@ fn name_text<O: AsRef<[u8]>>(name: &ParsedName<O>) -> String {
     capped_text(out, TEXT_CAP)
 }
 
-/// A record type's mnemonic (`A`, `AAAA`, `HTTPS`, ... as IANA names it), or `TYPE<n>`.
-/// A record type's mnemonic (`AAAA`), or `TYPE<n>` for a type without one: borrowed when it
-/// can be, since nearly every question asks for a named type.
+/// A record type's mnemonic (`A`, `AAAA`, `HTTPS`, ... as IANA names it), or `TYPE<n>`:
+/// borrowed when it has a mnemonic, as nearly every question's type has.
 fn type_text(rtype: Rtype) -> Cow<'static, str> {
     match rtype.to_mnemonic_str() {
         Some(mnemonic) => Cow::Borrowed(mnemonic),
