@@ -4,7 +4,7 @@
 //! Promise: at most [`MAX_HEADERS`] headers are looked at; header blocks longer than the prefix
 //! cap are given up on; nothing here panics on any bytes.
 
-use super::{ContentInfo, Detect, Ports, Progress, Protocol, TEXT_CAP, URI_CAP, text};
+use super::{ContentInfo, Detect, Ports, Progress, Protocol, TEXT_CAP, URI_CAP, method_text, text};
 
 /// Headers read from one message (more makes httparse report an error, and the message is
 /// then read only up to its request or status line).
@@ -119,7 +119,7 @@ fn read_request(view: &[u8], info: &mut ContentInfo) -> Progress {
         return Progress::NeedMore;
     }
     if let Some(method) = request.method {
-        info.http_method = Some(text(method.as_bytes(), TEXT_CAP));
+        info.http_method = Some(method_text(method));
     }
     if let Some(path) = request.path {
         info.http_uri = Some(text(path.as_bytes(), URI_CAP));

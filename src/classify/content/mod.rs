@@ -76,7 +76,7 @@ pub struct ContentInfo {
     /// JA4 TLS client fingerprint (FoxIO's JA4, hashed form), also for QUIC (`q` prefix).
     pub ja4: Option<String>,
 
-    pub http_method: Option<String>,
+    pub http_method: Option<Cow<'static, str>>,
     /// The Host header as sent (with any port).
     pub http_host: Option<String>,
     pub http_uri: Option<String>,
@@ -125,6 +125,19 @@ pub struct ContentInfo {
 pub(crate) fn text(bytes: &[u8], cap: usize) -> String {
     let cut = bytes.get(..cap).unwrap_or(bytes);
     String::from_utf8_lossy(cut).into_owned()
+}
+
+/// A request method's text: borrowed for the methods HTTP and SSDP define (nearly every
+/// request's), a [`text`] copy for any other.
+pub(crate) fn method_text(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 11] = [
+        "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE", "M-SEARCH",
+        "NOTIFY",
+    ];
+    match KNOWN.iter().find(|known| **known == method) {
+        Some(known) => Cow::Borrowed(*known),
+        None => Cow::Owned(text(method.as_bytes(), TEXT_CAP)),
+    }
 }
 
 /// [`text`] of a string already made: the string itself when it fits in `cap`.
@@ -654,6 +667,17 @@ fn detect_datagram(payload: &[u8], ports: Ports) -> Option<Protocol> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_is_written_as_sent_whether_known_or_not() {
+        assert!(matches!(method_text("GET"), Cow::Borrowed("GET")));
+        assert!(matches!(method_text("M-SEARCH"), Cow::Borrowed("M-SEARCH")));
+        // Methods are case-sensitive: a lower-case one is another method, kept as sent.
+        assert_eq!(method_text("get"), "get");
+        assert_eq!(method_text("PROPFIND"), "PROPFIND");
+        let long = "X".repeat(TEXT_CAP + 10);
+        assert_eq!(method_text(&long).len(), TEXT_CAP);
+    }
 
     #[test]
     fn idle_classifier_is_small() {

@@ -4,7 +4,7 @@
 //!
 //! Promise: no panic on any bytes.
 
-use super::{ContentInfo, Ports, TEXT_CAP, text};
+use super::{ContentInfo, Ports, TEXT_CAP, method_text, text};
 
 const SSDP_PORT: u16 = 1900;
 const MAX_HEADERS: usize = 32;
@@ -29,7 +29,7 @@ pub(super) fn parse_datagram(payload: &[u8], _ports: Ports, info: &mut ContentIn
         if request.parse(payload).is_err() {
             return;
         }
-        info.http_method = request.method.map(|m| text(m.as_bytes(), TEXT_CAP));
+        info.http_method = request.method.map(method_text);
         request.headers
     };
     for header in parsed {
