@@ -12,6 +12,11 @@
 //! it comes next in the file. Promises: at most [`MAX_OPEN_FILES`] files open at once (least
 //! recently written closed first, reopened in append mode), nothing done unless the option is
 //! given, and the first I/O error is kept and reported (writing stops there).
+//!
+//! With threads, the session workers write through one [`SharedStreamWriter`], split into
+//! [`STRIPES`] writers by the session's uid, each behind its own lock: a session's files are
+//! always in one stripe, and two workers seldom wait for the same lock (one lock for all made
+//! two threads slower than one with this option).
 
 use crate::session::reassembly::{StreamId, StreamSink, StreamStats};
 use crate::session::{Endpoint, Uid};
@@ -20,10 +25,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Stream files kept open at once.
-pub const MAX_OPEN_FILES: usize = 64;
+/// Stream files kept open at once (by all stripes together).
+pub const MAX_OPEN_FILES: usize = 128;
+/// Independent writers a [`SharedStreamWriter`] is split into.
+pub const STRIPES: usize = 8;
 /// Buffer per open file.
 const FILE_BUFFER_BYTES: usize = 16 * 1024;
 
@@ -48,6 +56,8 @@ struct OpenStream {
 pub struct StreamWriter {
     dir: PathBuf,
     open: Vec<OpenStream>,
+    /// Files this writer keeps open at most.
+    max_open: usize,
     /// Streams with a file that are still live (a reopened file is appended to, not replaced).
     started: HashSet<(Uid, bool)>,
     clock: u64,
@@ -79,10 +89,15 @@ pub fn stream_file_name(uid: &Uid, src: &Endpoint, dst: &Endpoint) -> String {
 impl StreamWriter {
     /// Creates `dir` if needed.
     pub fn create(dir: &Path) -> io::Result<StreamWriter> {
+        Self::with_max_open(dir, MAX_OPEN_FILES)
+    }
+
+    fn with_max_open(dir: &Path, max_open: usize) -> io::Result<StreamWriter> {
         std::fs::create_dir_all(dir)?;
         Ok(StreamWriter {
             dir: dir.to_path_buf(),
             open: Vec::new(),
+            max_open: max_open.max(1),
             started: HashSet::new(),
             clock: 0,
             stats: StreamWriterStats::default(),
@@ -115,7 +130,7 @@ impl StreamWriter {
             entry.last_use = self.clock;
             return Ok(&mut entry.file);
         }
-        if self.open.len() >= MAX_OPEN_FILES {
+        if self.open.len() >= self.max_open {
             self.close_least_recent()?;
         }
         let path = self
@@ -178,9 +193,15 @@ impl StreamSink for StreamWriter {
 }
 
 /// A [`StreamWriter`] that the caller keeps a handle on while the tracker writes to it, so the
-/// caller can close it and see its error after the run.
+/// caller can close it and see its error after the run. Split into [`STRIPES`] writers by uid
+/// (see the module documentation); after a write error anywhere, no stripe writes again.
 #[derive(Clone)]
-pub struct SharedStreamWriter(Arc<Mutex<StreamWriter>>);
+pub struct SharedStreamWriter(Arc<Stripes>);
+
+struct Stripes {
+    writers: Vec<Mutex<StreamWriter>>,
+    failed: AtomicBool,
+}
 
 impl std::fmt::Debug for SharedStreamWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -190,31 +211,73 @@ impl std::fmt::Debug for SharedStreamWriter {
 
 impl SharedStreamWriter {
     pub fn create(dir: &Path) -> io::Result<SharedStreamWriter> {
-        Ok(SharedStreamWriter(Arc::new(Mutex::new(
-            StreamWriter::create(dir)?,
-        ))))
+        let writers = (0..STRIPES)
+            .map(|_| StreamWriter::with_max_open(dir, MAX_OPEN_FILES / STRIPES).map(Mutex::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(SharedStreamWriter(Arc::new(Stripes {
+            writers,
+            failed: AtomicBool::new(false),
+        })))
     }
 
-    /// Flushes and closes every file; returns the first write error, if any.
+    /// Flushes and closes every file; returns the first write error (by stripe), if any.
     pub fn close(&self) -> io::Result<StreamWriterStats> {
-        match self.0.lock() {
-            Ok(mut w) => w.close(),
-            Err(_) => Err(io::Error::other("stream writer poisoned")),
+        let mut total = StreamWriterStats::default();
+        let mut first_error = None;
+        for writer in &self.0.writers {
+            let closed = match writer.lock() {
+                Ok(mut w) => w.close(),
+                Err(_) => Err(io::Error::other("stream writer poisoned")),
+            };
+            match closed {
+                Ok(stats) => {
+                    total.files += stats.files;
+                    total.bytes += stats.bytes;
+                    total.incomplete_streams += stats.incomplete_streams;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+
+    /// The stripe that writes `uid`'s files (FNV-1a over the uid's text).
+    fn stripe(&self, uid: &Uid) -> Option<&Mutex<StreamWriter>> {
+        let hash = uid
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let writers = &self.0.writers;
+        writers.get((hash % writers.len().max(1) as u64) as usize)
+    }
+
+    fn with_stripe(&self, uid: &Uid, write: impl FnOnce(&mut StreamWriter)) {
+        if self.0.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(Ok(mut w)) = self.stripe(uid).map(Mutex::lock) {
+            write(&mut w);
+            if w.error.is_some() {
+                self.0.failed.store(true, Ordering::Relaxed);
+            }
         }
     }
 }
 
 impl StreamSink for SharedStreamWriter {
     fn data(&mut self, stream: &StreamId, offset: u64, bytes: &[u8]) {
-        if let Ok(mut w) = self.0.lock() {
-            w.data(stream, offset, bytes);
-        }
+        self.with_stripe(&stream.uid, |w| w.data(stream, offset, bytes));
     }
 
     fn end(&mut self, stream: &StreamId, stats: &StreamStats) {
-        if let Ok(mut w) = self.0.lock() {
-            w.end(stream, stats);
-        }
+        self.with_stripe(&stream.uid, |w| w.end(stream, stats));
     }
 }
 
@@ -236,6 +299,58 @@ mod tests {
         assert!(name.starts_with("192.000.002.001.41201-192.000.002.002.08083-"));
         let name = stream_file_name(&uid, &ep("2001:db8::1", 443), &ep("2001:db8::2", 80));
         assert!(name.starts_with("2001:db8::1.00443-2001:db8::2.00080-"));
+    }
+
+    #[test]
+    fn workers_sharing_the_writer_write_every_stream_whole() {
+        let dir = std::env::temp_dir().join(format!("ss-shared-streams-{}", std::process::id()));
+        let shared = SharedStreamWriter::create(&dir).unwrap();
+        // More streams than files may be open, from two threads at once, interleaved.
+        let streams_of = |worker: u16| -> Vec<StreamId> {
+            (0..MAX_OPEN_FILES as u16 * 2)
+                .map(|i| {
+                    let src = ep("192.0.2.1", 1000 + worker * 1000 + i);
+                    let dst = ep("192.0.2.2", 80);
+                    StreamId {
+                        uid: Uid::derive(
+                            crate::capture::Timestamp::ZERO,
+                            crate::session::Proto::Tcp,
+                            src,
+                            dst,
+                            0,
+                        ),
+                        src,
+                        dst,
+                        from_orig: true,
+                    }
+                })
+                .collect()
+        };
+        let all: Vec<Vec<StreamId>> = (0..2).map(streams_of).collect();
+        std::thread::scope(|scope| {
+            for ids in &all {
+                let mut sink = shared.clone();
+                scope.spawn(move || {
+                    for round in 0..3u8 {
+                        for id in ids {
+                            sink.data(id, 0, &[b'a' + round]);
+                        }
+                    }
+                    for id in ids {
+                        sink.end(id, &StreamStats::default());
+                    }
+                });
+            }
+        });
+        let stats = shared.close().unwrap();
+        let ids: Vec<&StreamId> = all.iter().flatten().collect();
+        assert_eq!(stats.files, ids.len() as u64);
+        assert_eq!(stats.bytes, 3 * ids.len() as u64);
+        for id in ids {
+            let path = dir.join(stream_file_name(&id.uid, &id.src, &id.dst));
+            assert_eq!(std::fs::read(path).unwrap(), b"abc");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
