@@ -20,12 +20,13 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// Rows held in memory before a sorted run is spilled (about 20 MB of sessions.csv rows).
+/// Rows held in memory before a sorted run is spilled (about 10 MB of sessions.csv rows).
 /// Every row but the last run's goes through a run file whatever the cap, so a larger cap
-/// only keeps more memory touched: measured on the 1 GiB benchmark capture (281k rows),
-/// 65,536 against 250,000 took max RSS from 175 to 112 MB and CPU time down 5-11%
-/// (docs/performance.md, "fifth session").
-pub const DEFAULT_MAX_ROWS_IN_MEMORY: usize = 65_536;
+/// only keeps more memory touched: measured on the 1 GiB benchmark capture, 65,536 against
+/// 250,000 took max RSS from 175 to 112 MB and CPU time down 5-11% (fifth session), and 32,768
+/// against 65,536 max RSS from 135 to 121 MB at the same speed once runs were written 1 MiB at
+/// a time (docs/performance.md, "twelfth session").
+pub const DEFAULT_MAX_ROWS_IN_MEMORY: usize = 32_768;
 
 /// Run files open at most; reaching it merges the runs of the lowest full tier into one.
 pub const MAX_OPEN_RUNS: usize = 64;
