@@ -342,7 +342,7 @@ impl ReportData {
         if self.sample_cap == 0 {
             return;
         }
-        let hash = uid_hash(r.uid.as_str().as_bytes());
+        let hash = r.uid.fixed_hash();
         let full = self.sample.len() >= self.sample_cap;
         if full && self.sample.peek().is_some_and(|top| top.hash <= hash) {
             return;
@@ -395,19 +395,6 @@ impl ReportData {
         });
         rows
     }
-}
-
-/// FNV-1a with a final mix: a fixed hash, so the sample does not change between runs.
-fn uid_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h
 }
 
 #[cfg(test)]

@@ -246,16 +246,10 @@ impl SharedStreamWriter {
         }
     }
 
-    /// The stripe that writes `uid`'s files (FNV-1a over the uid's text).
+    /// The stripe that writes `uid`'s files.
     fn stripe(&self, uid: &Uid) -> Option<&Mutex<StreamWriter>> {
-        let hash = uid
-            .as_str()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
         let writers = &self.0.writers;
-        writers.get((hash % writers.len().max(1) as u64) as usize)
+        writers.get((uid.fixed_hash() % writers.len().max(1) as u64) as usize)
     }
 
     fn with_stripe(&self, uid: &Uid, write: impl FnOnce(&mut StreamWriter)) {
@@ -301,32 +295,44 @@ mod tests {
         assert!(name.starts_with("2001:db8::1.00443-2001:db8::2.00080-"));
     }
 
+    /// `count` client-to-server streams from consecutive ports starting at `first_port`.
+    fn streams_from(first_port: u16, count: u16) -> Vec<StreamId> {
+        (0..count)
+            .map(|i| {
+                let src = ep("192.0.2.1", first_port + i);
+                let dst = ep("192.0.2.2", 80);
+                StreamId {
+                    uid: Uid::derive(
+                        crate::capture::Timestamp::ZERO,
+                        crate::session::Proto::Tcp,
+                        src,
+                        dst,
+                        0,
+                    ),
+                    src,
+                    dst,
+                    from_orig: true,
+                }
+            })
+            .collect()
+    }
+
+    /// Every stream's file under `dir` holds exactly `b"abc"`.
+    fn assert_each_file_is_abc<'a>(dir: &Path, ids: impl IntoIterator<Item = &'a StreamId>) {
+        for id in ids {
+            let path = dir.join(stream_file_name(&id.uid, &id.src, &id.dst));
+            assert_eq!(std::fs::read(path).unwrap(), b"abc");
+        }
+    }
+
     #[test]
     fn workers_sharing_the_writer_write_every_stream_whole() {
         let dir = std::env::temp_dir().join(format!("ss-shared-streams-{}", std::process::id()));
         let shared = SharedStreamWriter::create(&dir).unwrap();
         // More streams than files may be open, from two threads at once, interleaved.
-        let streams_of = |worker: u16| -> Vec<StreamId> {
-            (0..MAX_OPEN_FILES as u16 * 2)
-                .map(|i| {
-                    let src = ep("192.0.2.1", 1000 + worker * 1000 + i);
-                    let dst = ep("192.0.2.2", 80);
-                    StreamId {
-                        uid: Uid::derive(
-                            crate::capture::Timestamp::ZERO,
-                            crate::session::Proto::Tcp,
-                            src,
-                            dst,
-                            0,
-                        ),
-                        src,
-                        dst,
-                        from_orig: true,
-                    }
-                })
-                .collect()
-        };
-        let all: Vec<Vec<StreamId>> = (0..2).map(streams_of).collect();
+        let all: Vec<Vec<StreamId>> = (0..2)
+            .map(|worker| streams_from(1000 + worker * 1000, MAX_OPEN_FILES as u16 * 2))
+            .collect();
         std::thread::scope(|scope| {
             for ids in &all {
                 let mut sink = shared.clone();
@@ -346,10 +352,7 @@ mod tests {
         let ids: Vec<&StreamId> = all.iter().flatten().collect();
         assert_eq!(stats.files, ids.len() as u64);
         assert_eq!(stats.bytes, 3 * ids.len() as u64);
-        for id in ids {
-            let path = dir.join(stream_file_name(&id.uid, &id.src, &id.dst));
-            assert_eq!(std::fs::read(path).unwrap(), b"abc");
-        }
+        assert_each_file_is_abc(&dir, ids);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -357,24 +360,7 @@ mod tests {
     fn many_streams_with_few_open_files() {
         let dir = std::env::temp_dir().join(format!("ss-streams-{}", std::process::id()));
         let mut w = StreamWriter::create(&dir).unwrap();
-        let ids: Vec<StreamId> = (0..(MAX_OPEN_FILES as u16 * 2))
-            .map(|i| {
-                let src = ep("192.0.2.1", 1000 + i);
-                let dst = ep("192.0.2.2", 80);
-                StreamId {
-                    uid: Uid::derive(
-                        crate::capture::Timestamp::ZERO,
-                        crate::session::Proto::Tcp,
-                        src,
-                        dst,
-                        0,
-                    ),
-                    src,
-                    dst,
-                    from_orig: true,
-                }
-            })
-            .collect();
+        let ids = streams_from(1000, MAX_OPEN_FILES as u16 * 2);
         // Interleave writes so that files are closed and reopened.
         for round in 0..3u8 {
             for id in &ids {
@@ -387,10 +373,7 @@ mod tests {
         }
         let stats = w.close().unwrap();
         assert_eq!(stats.files, ids.len() as u64);
-        for id in &ids {
-            let path = dir.join(stream_file_name(&id.uid, &id.src, &id.dst));
-            assert_eq!(std::fs::read(path).unwrap(), b"abc");
-        }
+        assert_each_file_is_abc(&dir, &ids);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

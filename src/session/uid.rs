@@ -100,6 +100,20 @@ impl Uid {
     pub fn as_bytes(&self) -> &[u8] {
         self.text.get(..usize::from(self.len)).unwrap_or(&[])
     }
+
+    /// A hash of the uid's text that is the same in every run and on every machine (FNV-1a with
+    /// a final mix): for choices that must not change between runs, such as the report's sample.
+    pub fn fixed_hash(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in self.as_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
 }
 
 #[cfg(test)]
