@@ -18,9 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Bytes read into one block (one read call, or a few at the file's end). Unit tests use
-/// small blocks so that a test file has hundreds of boundaries for records to straddle.
-pub(crate) const BLOCK_BYTES: usize = if cfg!(test) { 64 << 10 } else { 4 << 20 };
+/// Bytes read into one block (one read call, or a few at the file's end). Every block is
+/// memory a run faults in, and on the benchmark machine fresh memory costs more than the
+/// reads: 2 MiB blocks take max RSS 12 MB below 4 MiB ones and are no slower, 1 MiB ones no
+/// faster (docs/performance.md, "thirteenth session"). Unit tests use small blocks so that a
+/// test file has hundreds of boundaries for records to straddle.
+pub(crate) const BLOCK_BYTES: usize = if cfg!(test) { 64 << 10 } else { 2 << 20 };
 
 /// Room before a block's data for the unconsumed tail of the block before it, so that a
 /// record cut by a block boundary is made whole by copying the tail (a packet or two), never
@@ -34,7 +37,7 @@ const ALIGN: usize = 4096;
 /// Blocks per file in all: the one being parsed and those read ahead of it.
 pub(crate) const BLOCKS: usize = 4;
 
-/// Files smaller than this are read the ordinary way: a thread and 17 MiB of blocks would
+/// Files smaller than this are read the ordinary way: a thread and 9 MiB of blocks would
 /// cost more than the copy they save.
 pub(crate) const MIN_FILE_BYTES: u64 = if cfg!(test) { 64 << 10 } else { 8 << 20 };
 
