@@ -199,15 +199,19 @@ fn printable(text: &str) -> String {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's start-up options (`_RJEM_MALLOC_CONF` in the environment still overrides them,
-/// e.g. `thp:default`): its memory in transparent huge pages. A run touches ~120 MB once,
-/// 4 KiB page by 4 KiB page otherwise: 29,000 page faults on the 1 GiB benchmark capture
-/// against 2,300, and 7% of one thread's time; max RSS grows by 20-40 MB (huge pages are
-/// touched whole). See docs/performance.md, "ninth session".
+/// e.g. `thp:default` or `narenas:8`): its memory in transparent huge pages, and one arena for
+/// all threads. Huge pages: a run touches ~100 MB once, 4 KiB page by 4 KiB page otherwise
+/// (29,000 page faults on the 1 GiB benchmark capture against 2,300, and 7% of one thread's
+/// time; max RSS grows by 20-40 MB, huge pages are touched whole; "ninth session"). One arena:
+/// what one thread frees (the calling thread frees every session a worker allocated) is reused
+/// by the others instead of each thread's arena faulting in fresh memory, and fresh memory is
+/// dear where two vCPUs fault at once. Two threads: max RSS 175 -> 141 MB, CPU time -6-10%;
+/// the threads' caches keep the arena's lock off the per-packet path ("thirteenth session").
 #[cfg(feature = "jemalloc")]
 // SAFETY: jemalloc reads this C string (`const char *malloc_conf`, a weak symbol it lets the
 // program define) once, at its initialisation; the bytes are static and NUL-terminated.
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_OPTIONS: &[u8; 31] = b"thp:always,metadata_thp:always\0";
+static JEMALLOC_OPTIONS: &[u8; 41] = b"thp:always,metadata_thp:always,narenas:1\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
