@@ -713,16 +713,16 @@ fn write_content_fields(out: &mut Vec<u8>, c: Option<&ContentInfo>) {
     text_field(out, text(&c.dns_qtype));
     text_field(out, c.dns_rcode.unwrap_or("").as_bytes());
     joined_field(out, &c.dns_answers, " ");
-    text_field(out, text(&c.netbios_name));
-    text_field(out, text(&c.ssh_client));
-    text_field(out, text(&c.ssh_server));
-    text_field(out, text(&c.banner));
-    text_field(out, text(&c.quic_version));
-    text_field(out, text(&c.dhcp_hostname));
-    text_field(out, text(&c.dhcp_vendor_class));
-    optional_int_field(out, c.ntp_version);
-    text_field(out, c.ntp_mode.unwrap_or("").as_bytes());
-    text_field(out, text(&c.ssdp_target));
+    text_field(out, text(&c.more.netbios_name));
+    text_field(out, text(&c.more.ssh_client));
+    text_field(out, text(&c.more.ssh_server));
+    text_field(out, text(&c.more.banner));
+    text_field(out, text(&c.more.quic_version));
+    text_field(out, text(&c.more.dhcp_hostname));
+    text_field(out, text(&c.more.dhcp_vendor_class));
+    optional_int_field(out, c.more.ntp_version);
+    text_field(out, c.more.ntp_mode.unwrap_or("").as_bytes());
+    text_field(out, text(&c.more.ssdp_target));
 }
 
 /// `,` then a field that never needs quoting by construction (uids, Community IDs and names

@@ -157,8 +157,8 @@ fn first_line(
 ) -> Protocol {
     let is_greeting =
         line.starts_with(b"220") || line.starts_with(b"+OK") || line.starts_with(b"* ");
-    if !from_orig && is_greeting && info.banner.is_none() {
-        info.banner = Some(text(line, TEXT_CAP));
+    if !from_orig && is_greeting && info.more.banner.is_none() {
+        info.more.get_mut().banner = Some(text(line, TEXT_CAP));
         return if protocol != Protocol::MailOrFtp {
             protocol
         } else if contains_word(line, b"FTP") {
@@ -311,7 +311,7 @@ mod tests {
         }
         let done = !c.wants_more();
         let info = c.finish().unwrap().into_info();
-        (info.service.to_string(), info.banner, done)
+        (info.service.to_string(), info.more.banner.clone(), done)
     }
 
     #[test]
@@ -455,7 +455,10 @@ mod tests {
                     .is_some_and(|j| j.starts_with("t12d0101"))
             );
         }
-        assert_eq!(smtp.banner.as_deref(), Some("220 mail.example.test ESMTP"));
+        assert_eq!(
+            smtp.more.banner.as_deref(),
+            Some("220 mail.example.test ESMTP")
+        );
     }
 
     #[test]

@@ -42,8 +42,10 @@ pub(super) fn parse_datagram(payload: &[u8], info: &mut ContentInfo) -> bool {
             break;
         };
         match *code {
-            OPTION_HOST_NAME => info.dhcp_hostname = Some(text(value, TEXT_CAP)),
-            OPTION_VENDOR_CLASS => info.dhcp_vendor_class = Some(text(value, TEXT_CAP)),
+            OPTION_HOST_NAME => info.more.get_mut().dhcp_hostname = Some(text(value, TEXT_CAP)),
+            OPTION_VENDOR_CLASS => {
+                info.more.get_mut().dhcp_vendor_class = Some(text(value, TEXT_CAP))
+            }
             _ => {}
         }
         options = rest.get(usize::from(len)..).unwrap_or_default();
@@ -80,8 +82,8 @@ mod tests {
         assert!(!c.wants_more());
         let info = c.finish().unwrap();
         assert_eq!(info.service, "dhcp");
-        assert_eq!(info.dhcp_hostname.as_deref(), Some("laptop"));
-        assert_eq!(info.dhcp_vendor_class.as_deref(), Some("MSFT 5.0"));
+        assert_eq!(info.more.dhcp_hostname.as_deref(), Some("laptop"));
+        assert_eq!(info.more.dhcp_vendor_class.as_deref(), Some("MSFT 5.0"));
     }
 
     #[test]

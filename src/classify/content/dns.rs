@@ -390,7 +390,7 @@ fn netbios_name(payload: &[u8]) -> Option<String> {
 
 pub(super) fn parse_netbios(payload: &[u8], info: &mut ContentInfo) {
     if let Some(name) = netbios_name(payload) {
-        info.netbios_name = Some(name);
+        info.more.get_mut().netbios_name = Some(name);
     }
 }
 
@@ -608,6 +608,6 @@ mod tests {
         c.on_datagram(true, &msg);
         let info = c.finish().unwrap();
         assert_eq!(info.service, "dns");
-        assert_eq!(info.netbios_name.as_deref(), Some("FRED<00>"));
+        assert_eq!(info.more.netbios_name.as_deref(), Some("FRED<00>"));
     }
 }

@@ -55,7 +55,7 @@ pub(super) fn detect_datagram(payload: &[u8], ports: Ports) -> bool {
 
 pub(super) fn parse_datagram(payload: &[u8], info: &mut ContentInfo) {
     if matches!(payload.first(), Some(0x10..=0x12)) {
-        info.netbios_name = decode_name(payload.get(14..).unwrap_or_default());
+        info.more.get_mut().netbios_name = decode_name(payload.get(14..).unwrap_or_default());
     }
 }
 
@@ -80,7 +80,7 @@ pub(super) fn detect_stream(view: &[u8], _from_orig: bool, ports: Ports) -> Dete
 
 pub(super) fn parse_stream(view: &[u8], info: &mut ContentInfo) -> Progress {
     if view.first() == Some(&0x81) {
-        info.netbios_name = decode_name(view.get(4..).unwrap_or_default());
+        info.more.get_mut().netbios_name = decode_name(view.get(4..).unwrap_or_default());
     }
     Progress::Done
 }
@@ -105,7 +105,7 @@ mod tests {
         c.on_stream(true, &request);
         let info = c.finish().unwrap();
         assert_eq!(info.service, "netbios-ssn");
-        assert_eq!(info.netbios_name.as_deref(), Some("FRED<00>"));
+        assert_eq!(info.more.netbios_name.as_deref(), Some("FRED<00>"));
     }
 
     #[test]
@@ -135,6 +135,6 @@ mod tests {
         c.on_datagram(true, &dgm);
         let info = c.finish().unwrap();
         assert_eq!(info.service, "netbios-dgm");
-        assert_eq!(info.netbios_name.as_deref(), Some("FRED<00>"));
+        assert_eq!(info.more.netbios_name.as_deref(), Some("FRED<00>"));
     }
 }

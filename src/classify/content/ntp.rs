@@ -46,8 +46,8 @@ pub(super) fn parse_datagram(
         return;
     };
     let mode = first & 7;
-    info.ntp_version = Some((first >> 3) & 7);
-    info.ntp_mode = mode_name(mode);
+    info.more.get_mut().ntp_version = Some((first >> 3) & 7);
+    info.more.get_mut().ntp_mode = mode_name(mode);
     // A server reply (mode 4) as the session's first packet: the roles are reversed.
     if datagrams == 1 && from_orig && mode == 4 {
         info.orig_is_server = true;
@@ -69,8 +69,8 @@ mod tests {
         assert!(!c.wants_more());
         let info = c.finish().unwrap();
         assert_eq!(info.service, "ntp");
-        assert_eq!(info.ntp_version, Some(4));
-        assert_eq!(info.ntp_mode, Some("client"));
+        assert_eq!(info.more.ntp_version, Some(4));
+        assert_eq!(info.more.ntp_mode, Some("client"));
     }
 
     #[test]
@@ -80,7 +80,7 @@ mod tests {
         let mut c = ContentClassifier::new(Proto::Udp, 123, 40000);
         c.on_datagram(true, &packet);
         let info = c.finish().unwrap();
-        assert_eq!(info.ntp_mode, Some("server"));
+        assert_eq!(info.more.ntp_mode, Some("server"));
         assert!(info.orig_is_server);
     }
 

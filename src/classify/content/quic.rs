@@ -261,7 +261,9 @@ pub(super) fn parse_datagram(
     info: &mut ContentInfo,
 ) -> bool {
     if let Some(version) = google_public_header_version(payload) {
-        info.quic_version
+        info.more
+            .get_mut()
+            .quic_version
             .get_or_insert_with(|| version_name(version));
         return read_google_chlo(payload, info);
     }
@@ -275,7 +277,9 @@ pub(super) fn parse_datagram(
             // Version negotiation: lists versions, carries nothing more.
             break;
         }
-        info.quic_version
+        info.more
+            .get_mut()
+            .quic_version
             .get_or_insert_with(|| version_name(header.version));
         let Some(fam) = family(header.version) else {
             break;
@@ -518,7 +522,7 @@ mod tests {
         assert!(!c.wants_more());
         let info = c.finish().unwrap().into_info();
         assert_eq!(info.service, "quic");
-        assert_eq!(info.quic_version.as_deref(), Some("1"));
+        assert_eq!(info.more.quic_version.as_deref(), Some("1"));
         assert_eq!(info.server_name.as_deref(), Some("example.com"));
         assert!(info.ja4.unwrap().starts_with("q13d"));
     }

@@ -50,8 +50,8 @@ fn ssh_on_port_443() {
     let info = only_session("content-ssh.pcap");
     assert_eq!(info.service, "ssh");
     let openssh = Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10");
-    assert_eq!(info.ssh_client.as_deref(), openssh);
-    assert_eq!(info.ssh_server.as_deref(), openssh);
+    assert_eq!(info.more.ssh_client.as_deref(), openssh);
+    assert_eq!(info.more.ssh_server.as_deref(), openssh);
 }
 
 #[test]
@@ -80,7 +80,7 @@ fn smtp_from_smtplib() {
     let info = only_session("content-smtp.pcap");
     assert_eq!(info.service, "smtp");
     assert_eq!(
-        info.banner.as_deref(),
+        info.more.banner.as_deref(),
         Some("220 localhost Python SMTP proxy version 0.3")
     );
 }
@@ -90,14 +90,14 @@ fn ftp_from_curl_on_port_2121() {
     // The FTP data connection carries a directory listing: no protocol of its own.
     let info = only_session("content-ftp.pcap");
     assert_eq!(info.service, "ftp");
-    assert_eq!(info.banner.as_deref(), Some("220 pyftpdlib ready."));
+    assert_eq!(info.more.banner.as_deref(), Some("220 pyftpdlib ready."));
 }
 
 #[test]
 fn quic_from_aioquic() {
     let info = only_session("content-quic.pcap");
     assert_eq!(info.service, "quic");
-    assert_eq!(info.quic_version.as_deref(), Some("1"));
+    assert_eq!(info.more.quic_version.as_deref(), Some("1"));
     assert_eq!(info.server_name.as_deref(), Some("example.test"));
     assert_eq!(info.tls_alpn.as_deref(), Some("h3"));
     // JA4 computed from tshark's cipher, extension and signature algorithm lists by a separate

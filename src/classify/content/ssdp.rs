@@ -34,7 +34,7 @@ pub(super) fn parse_datagram(payload: &[u8], _ports: Ports, info: &mut ContentIn
     };
     for header in parsed {
         if header.name.eq_ignore_ascii_case("ST") || header.name.eq_ignore_ascii_case("NT") {
-            info.ssdp_target = Some(text(header.value, TEXT_CAP));
+            info.more.get_mut().ssdp_target = Some(text(header.value, TEXT_CAP));
         }
     }
 }
@@ -53,6 +53,6 @@ mod tests {
         let info = c.finish().unwrap();
         assert_eq!(info.service, "ssdp");
         assert_eq!(info.http_method.as_deref(), Some("M-SEARCH"));
-        assert_eq!(info.ssdp_target.as_deref(), Some("ssdp:all"));
+        assert_eq!(info.more.ssdp_target.as_deref(), Some("ssdp:all"));
     }
 }

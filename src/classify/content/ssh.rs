@@ -30,9 +30,9 @@ pub(super) fn parse_stream(view: &[u8], from_orig: bool, info: &mut ContentInfo)
         if line.starts_with(b"SSH-") {
             let banner = Some(text(line, TEXT_CAP));
             if from_orig {
-                info.ssh_client = banner;
+                info.more.get_mut().ssh_client = banner;
             } else {
-                info.ssh_server = banner;
+                info.more.get_mut().ssh_server = banner;
             }
             return Progress::Done;
         }
@@ -56,11 +56,11 @@ mod tests {
         let info = c.finish().unwrap();
         assert_eq!(info.service, "ssh");
         assert_eq!(
-            info.ssh_server.as_deref(),
+            info.more.ssh_server.as_deref(),
             Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")
         );
         assert_eq!(
-            info.ssh_client.as_deref(),
+            info.more.ssh_client.as_deref(),
             Some("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")
         );
     }
@@ -70,6 +70,6 @@ mod tests {
         let mut info = Default::default();
         let progress = super::parse_stream(b"hello\r\nSSH-2.0-x\r\n", false, &mut info);
         assert_eq!(progress, super::Progress::Done);
-        assert_eq!(info.ssh_server.as_deref(), Some("SSH-2.0-x"));
+        assert_eq!(info.more.ssh_server.as_deref(), Some("SSH-2.0-x"));
     }
 }
