@@ -24,7 +24,7 @@
 pub mod content;
 mod ports;
 
-pub use content::{ContentClassifier, ContentInfo, Findings};
+pub use content::{ContentClassifier, ContentInfo, Findings, More, MoreInfo};
 pub use ports::{ZEEK_NAMES, iana_name_for_port, service_for_port};
 
 use crate::session::{Proto, ServiceEvidence, SessionRecord};

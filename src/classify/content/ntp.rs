@@ -46,8 +46,9 @@ pub(super) fn parse_datagram(
         return;
     };
     let mode = first & 7;
-    info.more.get_mut().ntp_version = Some((first >> 3) & 7);
-    info.more.get_mut().ntp_mode = mode_name(mode);
+    let more = info.more.get_mut();
+    more.ntp_version = Some((first >> 3) & 7);
+    more.ntp_mode = mode_name(mode);
     // A server reply (mode 4) as the session's first packet: the roles are reversed.
     if datagrams == 1 && from_orig && mode == 4 {
         info.orig_is_server = true;
