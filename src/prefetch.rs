@@ -11,6 +11,12 @@ pub fn prefetch<T>(value: &T) {
     lines((value as *const T).cast::<u8>(), std::mem::size_of::<T>());
 }
 
+/// Starts loading every cache line of the slice's items into the cache.
+#[inline]
+pub fn prefetch_slice<T>(items: &[T]) {
+    lines(items.as_ptr().cast::<u8>(), std::mem::size_of_val(items));
+}
+
 /// Starts loading every cache line of `bytes` into the cache.
 #[inline]
 pub fn prefetch_bytes(bytes: &[u8]) {

@@ -825,6 +825,12 @@ impl SessionTracker {
                     }
                 }
             }
+            // Then the text their rows are written from, now that the findings are on the way.
+            for timer in taken_now.iter().flatten() {
+                if let Some(content) = self.session(timer.slot).and_then(|s| s.content.as_ref()) {
+                    content.prefetch_text();
+                }
+            }
             // Each timer is handled as if taken alone: one handled before it may have changed it.
             for timer in taken_now.iter().flatten() {
                 if self.timers.still_due(*timer) {

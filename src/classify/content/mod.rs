@@ -421,6 +421,31 @@ impl ContentClassifier {
         }
     }
 
+    /// Asks the CPU to start loading the text the session's row will be written from (its
+    /// findings' strings, allocated when they were parsed and long cold): call after
+    /// [`Self::prefetch`] had time to bring the findings themselves.
+    pub fn prefetch_text(&self) {
+        let Some(work) = &self.work else {
+            return;
+        };
+        let info = &work.info;
+        for text in [
+            &info.server_name,
+            &info.dns_query,
+            &info.http_host,
+            &info.http_uri,
+            &info.http_user_agent,
+            &info.ja4,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::prefetch::prefetch_bytes(text.as_bytes());
+        }
+        // The answers' list (its strings' headers; their bytes are a load further).
+        crate::prefetch::prefetch_slice(info.dns_answers.as_slice());
+    }
+
     /// What was found; `None` when no protocol was recognised.
     pub fn finish(self) -> Option<Findings> {
         let mut work = self.work?;
