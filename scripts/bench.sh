@@ -32,6 +32,8 @@ bash "$KIT/run-peers.sh" "$CAP" --only "$PEERS" --runs "${RUNS:-3}" --out "$RES"
 # run-peers.sh knows one "ours": the threaded run is a second call with no other peer.
 bash "$KIT/run-peers.sh" "$CAP" --only ours --runs "${RUNS:-3}" --out "$RES.threads" \
   --ours "$BIN analyze {} --threads $THREADS --no-progress --out $OUT/run > /dev/null"
+# The runs' own output (~80 MB of sessions.csv and report) is not needed once timed.
+rm -rf "$OUT/run"
 sed 1d "$RES.threads/runs.tsv" | sed "s/^ours\t/ours-${THREADS}t\t/" >> "$RES/runs.tsv"
 SIZE=$(stat -c %s "$CAP")
 PKTS=$(capinfos -c -M "$CAP" | awk -F': *' '/Number of packets/ {gsub(/ /,"",$2); print $2}')
