@@ -227,7 +227,7 @@ impl HiddenAnalysis {
             .iter()
             .take(MAX_HIDDEN_GROUPS)
             .map(|p| {
-                let destination = match &p.name {
+                let destination = match p.distinct_name() {
                     Some(name) => format!("{name} ({})", p.dest),
                     None => p.dest.to_string(),
                 };

@@ -329,8 +329,6 @@ fn capture_set_section(out: &mut Out, s: &CaptureSummary) {
         return;
     }
     out.heading("Capture set");
-    let plural =
-        |n: u64, one: &str, many: &str| format!("{} {}", count(n), if n == 1 { one } else { many });
     let mut sources = Vec::new();
     if set.directories > 0 {
         sources.push(plural(set.directories, "directory", "directories"));
@@ -587,23 +585,38 @@ fn sessions_section(out: &mut Out, s: &CaptureSummary) {
     }
     out.table(t);
 
-    let service_table = |rows: Vec<(&'static str, Traffic)>, unnamed: Option<u64>| {
-        let mut t = Table::new(
-            &[
-                ("service", Align::Left),
-                ("sessions", Align::Right),
-                ("share", Align::Right),
-                ("IP bytes", Align::Right),
-            ],
-            Some(0),
-        );
+    // The share is of what the table is ranked by, and stands beside it.
+    let service_table = |rows: Vec<(&'static str, Traffic)>, unnamed: Option<u64>, by_bytes| {
+        let mut t = if by_bytes {
+            Table::new(
+                &[
+                    ("service", Align::Left),
+                    ("sessions", Align::Right),
+                    ("IP bytes", Align::Right),
+                    ("share", Align::Right),
+                ],
+                Some(0),
+            )
+        } else {
+            Table::new(
+                &[
+                    ("service", Align::Left),
+                    ("sessions", Align::Right),
+                    ("share", Align::Right),
+                    ("IP bytes", Align::Right),
+                ],
+                Some(0),
+            )
+        };
         for (name, traffic) in rows {
-            t.row(vec![
-                clean(name),
-                count(traffic.sessions),
-                percent(traffic.sessions, total),
-                bytes(traffic.ip_bytes),
-            ]);
+            let (sessions, ip_bytes) = (count(traffic.sessions), bytes(traffic.ip_bytes));
+            t.row(if by_bytes {
+                let share = percent(traffic.ip_bytes, s.sessions.ip_bytes);
+                vec![clean(name), sessions, ip_bytes, share]
+            } else {
+                let share = percent(traffic.sessions, total);
+                vec![clean(name), sessions, share, ip_bytes]
+            });
         }
         if let Some(n) = unnamed.filter(|n| *n > 0) {
             t.row(vec![
@@ -625,10 +638,11 @@ fn sessions_section(out: &mut Out, s: &CaptureSummary) {
     out.table(service_table(
         s.top_services_by_sessions(TOP_N),
         Some(s.sessions_without_service()),
+        false,
     ));
     if services > 1 {
         out.line(format!("  Top services by bytes{more}"));
-        out.table(service_table(s.top_services_by_bytes(TOP_N), None));
+        out.table(service_table(s.top_services_by_bytes(TOP_N), None, true));
     }
 
     let top = s.talkers.top(TOP_N);
@@ -873,7 +887,10 @@ fn hidden_section(out: &mut Out, report: &HiddenReport) {
     }
     for host in hosts.iter().take(HIDDEN_HOSTS) {
         let mine: Vec<&&HiddenPattern> = flagged.iter().filter(|p| p.host == *host).collect();
-        out.line(format!("  Host {host}: {} patterns", mine.len()));
+        out.line(format!(
+            "  Host {host}: {}",
+            plural(mine.len() as u64, "pattern", "patterns")
+        ));
         out.table(hidden_table(
             mine.iter().take(HIDDEN_PATTERNS_PER_HOST).map(|p| **p),
         ));
@@ -918,7 +935,7 @@ fn hidden_table<'a>(patterns: impl Iterator<Item = &'a HiddenPattern>) -> Table 
             17 => "udp",
             _ => "ip",
         };
-        let mut dest = match &p.name {
+        let mut dest = match p.distinct_name() {
             Some(name) => format!("{} ({}) {proto}/{}", clean(name), p.dest, p.port),
             None => format!("{} {proto}/{}", p.dest, p.port),
         };
@@ -938,6 +955,11 @@ fn hidden_table<'a>(patterns: impl Iterator<Item = &'a HiddenPattern>) -> Table 
         ]);
     }
     t
+}
+
+/// "1 pattern", "2 patterns".
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
 }
 
 fn fit(text: &str, width: usize) -> String {
@@ -1294,6 +1316,108 @@ mod tests {
             wide.contains("periodic: 20 sessions every 60.0 s, jitter 0%"),
             "{wide}"
         );
+    }
+
+    #[test]
+    fn the_services_by_bytes_table_gives_each_its_share_of_the_bytes() {
+        let mut s = CaptureSummary::new();
+        // One HTTP session of 8,000 + 2,000 IP bytes, three DNS sessions of 100 + 200 each.
+        let mut http = session(
+            "10.0.0.1",
+            "192.0.2.80",
+            Proto::Tcp,
+            ConnState::SF,
+            Some("http"),
+        );
+        http.orig_stats.ip_bytes = 8_000;
+        http.resp_stats.ip_bytes = 2_000;
+        s.on_session(&http);
+        for _ in 0..3 {
+            let mut dns = session(
+                "10.0.0.1",
+                "192.0.2.53",
+                Proto::Udp,
+                ConnState::SF,
+                Some("dns"),
+            );
+            dns.orig_stats.ip_bytes = 100;
+            dns.resp_stats.ip_bytes = 200;
+            s.on_session(&dns);
+        }
+        let text = render(
+            &s,
+            &TerminalOptions {
+                width: 120,
+                color: false,
+            },
+        );
+        let words = |line: &str| {
+            line.split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let by_bytes = &text[text.find("Top services by bytes").unwrap()..];
+        let rows: Vec<Vec<String>> = by_bytes.lines().skip(1).take(3).map(words).collect();
+        // 10,000 of 10,900 bytes and 900 of them; by sessions the shares are 25% and 75%.
+        assert_eq!(
+            rows[0],
+            ["service", "sessions", "IP", "bytes", "share"],
+            "{text}"
+        );
+        assert_eq!(rows[1], ["http", "1", "9.77", "KiB", "91.7%"], "{text}");
+        assert_eq!(rows[2], ["dns", "3", "900", "B", "8.3%"], "{text}");
+        let by_sessions = &text[text.find("By service").unwrap()..];
+        let rows: Vec<Vec<String>> = by_sessions.lines().skip(1).take(3).map(words).collect();
+        assert_eq!(rows[1], ["dns", "3", "75.0%", "900", "B"], "{text}");
+        assert_eq!(rows[2], ["http", "1", "25.0%", "9.77", "KiB"], "{text}");
+    }
+
+    #[test]
+    fn a_destination_name_that_only_spells_its_address_is_not_repeated() {
+        let pattern = |dest: &str, name: Option<&str>| HiddenPattern {
+            host: "10.0.0.5".parse().unwrap(),
+            dest: dest.parse().unwrap(),
+            dest_addresses: 1,
+            name: name.map(str::to_string),
+            ip_proto: 6,
+            port: 80,
+            service: "http".into(),
+            kind: PatternKind::Beacon,
+            sessions: 9,
+            first: Timestamp(0),
+            last: Timestamp(0),
+            period_s: Some(20.0),
+            jitter: Some(0.0),
+            orig_bytes: 0,
+            resp_bytes: 0,
+            score: 0.9,
+            reason: "periodic".into(),
+            allowed: false,
+            starts_nanos: Vec::new(),
+        };
+        let patterns = [
+            pattern("192.0.2.90", Some("192.0.2.90")),
+            pattern("2001:db8::9", Some("[2001:db8::9]")),
+            pattern("192.0.2.91", Some("updates.example.com")),
+            pattern("192.0.2.92", Some("192.0.2.93")),
+        ];
+        let mut out = Out {
+            lines: Vec::new(),
+            opts: TerminalOptions {
+                width: 200,
+                color: false,
+            },
+        };
+        out.table(hidden_table(patterns.iter()));
+        let text = out.lines.join("\n");
+        assert!(text.contains("beacon  192.0.2.90 tcp/80 "), "{text}");
+        assert!(text.contains("beacon  2001:db8::9 tcp/80 "), "{text}");
+        assert!(
+            text.contains("updates.example.com (192.0.2.91) tcp/80"),
+            "{text}"
+        );
+        // Another address as the name is information (a Host header naming a different host).
+        assert!(text.contains("192.0.2.93 (192.0.2.92) tcp/80"), "{text}");
     }
 
     #[test]

@@ -603,6 +603,20 @@ pub struct HiddenPattern {
     pub starts_nanos: Vec<i64>,
 }
 
+impl HiddenPattern {
+    /// The destination's name when it says more than the address: a name that only spells the
+    /// address (an HTTP Host header of "192.0.2.90", or "[2001:db8::9]") is left out of displays.
+    pub fn distinct_name(&self) -> Option<&str> {
+        self.name.as_deref().filter(|name| {
+            let bare = name
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .unwrap_or(name);
+            bare.parse::<IpAddr>() != Ok(self.dest)
+        })
+    }
+}
+
 /// What [`HiddenAnalyzer::finish`] found.
 #[derive(Debug)]
 pub struct HiddenReport {
