@@ -1057,7 +1057,15 @@ pub(crate) fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         return "-".into();
     }
-    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+    let share = part as f64 * 100.0 / whole as f64;
+    // A few sessions in a million are not none, and all but a few are not all.
+    if part > 0 && share < 0.05 {
+        "<0.1%".into()
+    } else if part < whole && share >= 99.95 {
+        ">99.9%".into()
+    } else {
+        format!("{share:.1}%")
+    }
 }
 
 /// Bytes in binary units, exact below 1 KiB: "512 B", "4.9 KiB", "1.21 GiB".
@@ -1370,6 +1378,17 @@ mod tests {
         let rows: Vec<Vec<String>> = by_sessions.lines().skip(1).take(3).map(words).collect();
         assert_eq!(rows[1], ["dns", "3", "75.0%", "900", "B"], "{text}");
         assert_eq!(rows[2], ["http", "1", "25.0%", "9.77", "KiB"], "{text}");
+    }
+
+    #[test]
+    fn a_share_rounds_to_none_or_all_only_when_it_is() {
+        assert_eq!(percent(0, 24_503), "0.0%");
+        assert_eq!(percent(1, 24_503), "<0.1%");
+        assert_eq!(percent(13, 24_503), "0.1%");
+        assert_eq!(percent(2_370, 24_503), "9.7%");
+        assert_eq!(percent(24_502, 24_503), ">99.9%");
+        assert_eq!(percent(24_503, 24_503), "100.0%");
+        assert_eq!(percent(1, 0), "-");
     }
 
     #[test]
