@@ -174,6 +174,9 @@ impl PartialOrd for Sampled {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HiddenGroup {
     pub host: String,
+    /// What the analysis took the pattern for: "beacon", "name lookup", "keep-alive"...
+    pub kind: &'static str,
+    /// "name (address) proto/port" ([`HiddenPattern::destination_label`]).
     pub destination: String,
     pub service: String,
     /// Why these sessions count as hidden (one short phrase each).
@@ -227,10 +230,6 @@ impl HiddenAnalysis {
             .iter()
             .take(MAX_HIDDEN_GROUPS)
             .map(|p| {
-                let destination = match p.distinct_name() {
-                    Some(name) => format!("{name} ({})", p.dest),
-                    None => p.dest.to_string(),
-                };
                 let plotted = p.period_s.is_some()
                     && p.starts_nanos.len() >= 2
                     && plots < MAX_PLOTTED_PATTERNS;
@@ -243,7 +242,8 @@ impl HiddenAnalysis {
                 };
                 HiddenGroup {
                     host: p.host.to_string(),
-                    destination,
+                    kind: p.kind.as_str(),
+                    destination: p.destination_label(),
                     service: p.service.clone(),
                     reasons: vec![p.reason.clone()],
                     sessions: p.sessions,
@@ -527,6 +527,9 @@ pub(crate) mod tests {
         let h = HiddenAnalysis::from_report(&report, 0, 299);
         assert_eq!(h.groups_total, 1);
         let g = &h.groups[0];
+        // A resolver asked over UDP: the catalogue's kind, the port beside the address.
+        assert_eq!(g.kind, "name lookup");
+        assert_eq!(g.destination, "192.0.2.53 udp/53");
         assert_eq!(g.sessions, 299);
         assert_eq!(g.period_secs, Some(30.0));
         assert_eq!(g.intervals_total, 298);

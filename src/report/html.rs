@@ -423,6 +423,8 @@ fn hidden_json(j: &mut String, h: &HiddenAnalysis) {
         j.push('[');
         push_json_string(j, &g.host);
         j.push(',');
+        push_json_string(j, g.kind);
+        j.push(',');
         push_json_string(j, &g.destination);
         j.push(',');
         push_json_string(j, &g.service);
@@ -480,10 +482,10 @@ main{padding:0 24px 40px;max-width:1400px}
 .cols{display:flex;flex-wrap:wrap;gap:24px}.cols>div{flex:1;min-width:280px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:anywhere}td.nowrap{white-space:nowrap}
 th{cursor:pointer;user-select:none;white-space:nowrap;background:var(--card)}
 th.sorted-asc::after{content:" \25B2"}th.sorted-desc::after{content:" \25BC"}
-.num{text-align:right;font-variant-numeric:tabular-nums}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .bad{color:var(--bad)}
 .na{border-left:4px solid var(--muted);padding:8px 12px;background:var(--card)}
 .controls{display:flex;gap:8px;align-items:center;margin:6px 0;flex-wrap:wrap}
@@ -578,7 +580,7 @@ function table(host,cols,rows,pageSize,id){
   function draw(){while(tbody.firstChild){tbody.removeChild(tbody.firstChild);}
     var pages=Math.max(1,Math.ceil(state.view.length/pageSize));if(state.page>=pages){state.page=pages-1;}
     var from=state.page*pageSize,to=Math.min(state.view.length,from+pageSize);
-    for(var i=from;i<to;i++){var r=rows[state.view[i]],row=el("tr");cols.forEach(function(c,k){var td=el("td",c.num?{"class":"num"}:null,c.fmt?c.fmt(r[k]):r[k]);if(c.node){c.node(td,r);}row.appendChild(td);});tbody.appendChild(row);}
+    for(var i=from;i<to;i++){var r=rows[state.view[i]],row=el("tr");cols.forEach(function(c,k){var td=el("td",c.num?{"class":"num"}:c.nowrap?{"class":"nowrap"}:null,c.fmt?c.fmt(r[k]):r[k]);if(c.node){c.node(td,r);}row.appendChild(td);});tbody.appendChild(row);}
     info.textContent=state.view.length?("rows "+num(from+1)+"\u2013"+num(to)+" of "+num(state.view.length)+(state.view.length<rows.length?" (filtered from "+num(rows.length)+")":"")):"no rows match";
     prev.disabled=state.page===0;next.disabled=state.page>=pages-1;}
   input.addEventListener("input",function(){state.filter=input.value;apply();draw();});
@@ -605,10 +607,10 @@ function intervalPlot(period,iv,total){
   if(!D.hidden){check.hidden="unavailable";check.hidden_rows=0;return;}
   var H=D.hidden;
   function every(p){return p===null||p===undefined?"":"every "+secs(p);}
-  function plot(td,r){if(r[8]!==null&&r[9].length){td.appendChild(intervalPlot(r[8],r[9],r[10]));}}
-  var body=table(document.getElementById("hidden"),[{name:"host"},{name:"destination"},{name:"service"},{name:"reasons"},{name:"sessions",num:true,fmt:num},{name:"bytes",num:true,fmt:bytes},{name:"first (UTC)",fmt:utc},{name:"last (UTC)",fmt:utc},{name:"period and intervals",fmt:every,node:plot}],H.groups,50,"hidden-table");
+  function plot(td,r){if(r[9]!==null&&r[10].length){td.appendChild(intervalPlot(r[9],r[10],r[11]));}}
+  var body=table(document.getElementById("hidden"),[{name:"host",nowrap:true},{name:"kind",nowrap:true},{name:"destination"},{name:"service"},{name:"reasons"},{name:"sessions",num:true,fmt:num},{name:"bytes",num:true,fmt:bytes},{name:"first (UTC)",fmt:utc},{name:"last (UTC)",fmt:utc},{name:"period and intervals",fmt:every,node:plot}],H.groups,50,"hidden-table");
   check.hidden="available";check.hidden_rows=H.groups.length;check.hidden_rows_shown=body.children.length;
-  check.hidden_plots=H.groups.filter(function(g){return g[9].length>0;}).length;
+  check.hidden_plots=H.groups.filter(function(g){return g[10].length>0;}).length;
   check.hidden_plots_shown=body.querySelectorAll("tr svg.plot").length;
 })();
 
@@ -672,6 +674,7 @@ mod tests {
         data.on_session(&r);
         let group = HiddenGroup {
             host: hostile().into(),
+            kind: "beacon",
             destination: "</script>".into(),
             service: "dns".into(),
             reasons: vec![hostile().into()],
@@ -760,7 +763,8 @@ mod tests {
         let mut data = ReportData::new();
         let group = |i: u64| HiddenGroup {
             host: format!("10.0.{}.{}", i / 256, i % 256),
-            destination: "c2.example.test (2001:db8::1)".into(),
+            kind: "beacon",
+            destination: "c2.example.test (2001:db8::1) tcp/443".into(),
             service: "http".into(),
             reasons: vec!["periodic: 4096 sessions every 30.1 s, jitter 3%".into()],
             sessions: 4096,

@@ -930,21 +930,9 @@ fn hidden_table<'a>(patterns: impl Iterator<Item = &'a HiddenPattern>) -> Table 
         Some(7),
     );
     for p in patterns {
-        let proto = match p.ip_proto {
-            6 => "tcp",
-            17 => "udp",
-            _ => "ip",
-        };
-        let mut dest = match p.distinct_name() {
-            Some(name) => format!("{} ({}) {proto}/{}", clean(name), p.dest, p.port),
-            None => format!("{} {proto}/{}", p.dest, p.port),
-        };
-        if p.dest_addresses > 1 {
-            dest.push_str(&format!(" +{}", p.dest_addresses - 1));
-        }
         t.row(vec![
             p.kind.as_str().to_string(),
-            dest,
+            clean(&p.destination_label()),
             clean(&p.service),
             count(p.sessions),
             p.period_s.map_or("-".into(), |s| format!("{s:.1} s")),

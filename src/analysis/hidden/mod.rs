@@ -615,6 +615,24 @@ impl HiddenPattern {
             bare.parse::<IpAddr>() != Ok(self.dest)
         })
     }
+
+    /// The destination as displays show it: "updates.example.com (192.0.2.91) tcp/443", with
+    /// " +N" when the pattern spans N more addresses.
+    pub fn destination_label(&self) -> String {
+        let proto = match self.ip_proto {
+            6 => "tcp",
+            17 => "udp",
+            _ => "ip",
+        };
+        let mut label = match self.distinct_name() {
+            Some(name) => format!("{name} ({}) {proto}/{}", self.dest, self.port),
+            None => format!("{} {proto}/{}", self.dest, self.port),
+        };
+        if self.dest_addresses > 1 {
+            label.push_str(&format!(" +{}", self.dest_addresses - 1));
+        }
+        label
+    }
 }
 
 /// What [`HiddenAnalyzer::finish`] found.
