@@ -94,6 +94,13 @@ impl History {
         self.push_raw(b'^');
     }
 
+    /// Records '^' for roles swapped after the letters so far, which keep the directions they
+    /// were written for (Zeek's `FlipRoles` from a UDP analyser: `D^` for an NTP exchange whose
+    /// server reply came first).
+    pub(crate) fn note_flip(&mut self) {
+        self.push_raw(b'^');
+    }
+
     /// Replaces the whole history (Zeek's flip of a connection that began with a SYN-ACK).
     pub(crate) fn replace(&mut self, letters: &[u8]) {
         self.len = 0;

@@ -53,6 +53,11 @@ fn is_broadcast(addr: IpAddr) -> bool {
     }
 }
 
+/// A multicast or broadcast address: a group, never a session's client.
+fn is_group(addr: IpAddr) -> bool {
+    addr.is_multicast() || is_broadcast(addr)
+}
+
 /// Responder ports where Zeek's DNS analyzer, and with it the DNS session timer, applies.
 const DNS_PORTS_UDP: [u16; 4] = [53, 137, 5353, 5355];
 
@@ -496,15 +501,28 @@ impl SessionTracker {
             ) => {
                 // One data letter per direction: D for the originator, d for the responder.
                 session.history.check(Mark::Data, b'D', is_orig);
-                if let Some(classifier) = session.content.as_mut().filter(|c| c.wants_more()) {
-                    classifier.on_datagram(is_orig, payload);
-                }
                 let stats = if is_orig {
                     &mut session.orig_stats
                 } else {
                     &mut session.resp_stats
                 };
                 stats.bytes += u64::from(payload_len);
+                if let Some(classifier) = session.content.as_mut().filter(|c| c.wants_more()) {
+                    classifier.on_datagram(is_orig, payload);
+                    // The first datagram was an answer (a DNS response, an NTP server reply):
+                    // as Zeek's analysers do, the client becomes the originator. Never a
+                    // multicast or broadcast group: an announcement to one has no client.
+                    if session.orig_stats.pkts == 1
+                        && session.resp_stats.pkts == 0
+                        && classifier.orig_is_server()
+                        && !is_group(session.resp.addr)
+                    {
+                        classifier.flip_roles();
+                        std::mem::swap(&mut session.orig, &mut session.resp);
+                        std::mem::swap(&mut session.orig_stats, &mut session.resp_stats);
+                        session.history.note_flip();
+                    }
+                }
             }
             (_, Transport::Icmp { payload_len, .. }) => {
                 let stats = if is_orig {

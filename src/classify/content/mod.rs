@@ -414,6 +414,22 @@ impl ContentClassifier {
         work.protocol.map(|_| &work.info)
     }
 
+    /// Whether content showed the originator answering as the server: the session's first
+    /// datagram a DNS response, or an NTP server reply (see [`ContentInfo::orig_is_server`]).
+    pub fn orig_is_server(&self) -> bool {
+        self.info().is_some_and(|info| info.orig_is_server)
+    }
+
+    /// The session's roles were swapped (see [`Self::orig_is_server`]): what this classifier
+    /// knew of the originator is the responder's from here on.
+    pub fn flip_roles(&mut self) {
+        std::mem::swap(&mut self.ports.orig, &mut self.ports.resp);
+        if let Some(work) = self.work.as_deref_mut() {
+            std::mem::swap(&mut work.orig, &mut work.resp);
+            work.info.orig_is_server = false;
+        }
+    }
+
     /// Asks the CPU to start loading what [`Self::finish`] reads (see [`crate::prefetch`]).
     pub fn prefetch(&self) {
         if let Some(work) = &self.work {
