@@ -71,18 +71,34 @@ pub struct LinkType(pub u32);
 impl LinkType {
     pub const NULL: LinkType = LinkType(0);
     pub const ETHERNET: LinkType = LinkType(1);
+    /// BSD/OS SLIP: a 16-byte header (direction, compression state) before the IP packet.
+    pub const SLIP: LinkType = LinkType(8);
     pub const PPP: LinkType = LinkType(9);
     pub const RAW_DLT12: LinkType = LinkType(12);
     pub const RAW_DLT14: LinkType = LinkType(14);
     pub const PPP_HDLC: LinkType = LinkType(50);
     pub const PPP_ETHER: LinkType = LinkType(51);
+    /// RFC 1483 LLC/SNAP-encapsulated ATM.
+    pub const ATM_RFC1483: LinkType = LinkType(100);
     pub const RAW: LinkType = LinkType(101);
+    /// Cisco HDLC: address, control and an ethertype (router serial links).
+    pub const C_HDLC: LinkType = LinkType(104);
     pub const IEEE802_11: LinkType = LinkType(105);
     pub const LOOP: LinkType = LinkType(108);
     pub const LINUX_SLL: LinkType = LinkType(113);
+    /// OpenBSD/FreeBSD pf's log (`tcpdump -i pflog0`): the rule's verdict, then the packet.
+    pub const PFLOG: LinkType = LinkType(117);
     pub const IEEE802_11_RADIOTAP: LinkType = LinkType(127);
+    /// Per-Packet Information: a header naming the link type of the frame that follows.
+    pub const PPI: LinkType = LinkType(192);
     pub const IPV4: LinkType = LinkType(228);
     pub const IPV6: LinkType = LinkType(229);
+    /// Linux netfilter's log (`tcpdump -i nflog:N`): TLVs, one of them the packet.
+    pub const NFLOG: LinkType = LinkType(239);
+    /// IP over InfiniBand (RFC 4391), with the two 20-byte hardware addresses.
+    pub const IPOIB: LinkType = LinkType(242);
+    /// Apple's packet metadata (`tcpdump -k` on macOS): a header naming the inner link type.
+    pub const PKTAP: LinkType = LinkType(258);
     pub const LINUX_SLL2: LinkType = LinkType(276);
 }
 

@@ -1,4 +1,6 @@
-//! Link layers: Ethernet, Linux cooked (SLL, SLL2), raw IP, BSD null/loopback, PPP, 802.11.
+//! Link layers: Ethernet, Linux cooked (SLL, SLL2), raw IP, BSD null/loopback, PPP, Cisco
+//! HDLC, SLIP, ATM (RFC 1483), IP over InfiniBand, 802.11, and the capture-side headers of pf's
+//! and netfilter's logs (pflog, NFLOG) and of PPI and Apple's PKTAP.
 //!
 //! Owns everything between the start of a frame and its IP header: the link header of each
 //! supported link type, and the headers an ethertype can announce on the way to IP (802.1Q
@@ -75,6 +77,35 @@ where
             sll_protocol(protocol, payload, enc, visit)
         }
         LinkType::IEEE802_11 => ieee802_11(frame, enc, visit),
+        LinkType::SLIP => {
+            let packet = frame
+                .get(SLIP_HEADER_LEN..)
+                .ok_or(SkipReason::TruncatedLinkHeader)?;
+            ip_layer(packet, IpVersion::Any, enc, visit)
+        }
+        LinkType::ATM_RFC1483 => {
+            let (ethertype, rest) = llc_snap(frame)?;
+            ethertype_payload(ethertype, rest, enc, visit)
+        }
+        LinkType::C_HDLC => {
+            let protocol = be16(frame, 2).ok_or(SkipReason::TruncatedLinkHeader)?;
+            ethertype_payload(protocol, frame.get(4..).unwrap_or(&[]), enc, visit)
+        }
+        LinkType::IPOIB => {
+            let protocol = be16(frame, IPOIB_TYPE_AT).ok_or(SkipReason::TruncatedLinkHeader)?;
+            let payload = frame.get(IPOIB_TYPE_AT + 4..).unwrap_or(&[]);
+            ethertype_payload(protocol, payload, enc, visit)
+        }
+        LinkType::PFLOG => pflog(frame, enc, visit),
+        LinkType::NFLOG => nflog(frame, enc, visit),
+        LinkType::PPI | LinkType::PKTAP => {
+            let (inner, frame) = metadata_header(link, frame)?;
+            // One level only: a metadata header inside another is not a real capture.
+            if matches!(inner, LinkType::PPI | LinkType::PKTAP) {
+                return Err(SkipReason::BadEncapsulation);
+            }
+            decode_link(inner, frame, visit)
+        }
         LinkType::IEEE802_11_RADIOTAP => {
             let len = frame
                 .get(2..4)
@@ -89,6 +120,113 @@ where
         }
         _ => Err(SkipReason::UnsupportedLinkType),
     }
+}
+
+/// BSD/OS SLIP's header: direction, then 15 bytes of the compression state.
+const SLIP_HEADER_LEN: usize = 16;
+/// IP over InfiniBand: destination and source hardware addresses (20 bytes each), then the
+/// ethertype and 2 reserved bytes.
+const IPOIB_TYPE_AT: usize = 40;
+/// NFLOG's TLV holding the packet (`NFULA_PAYLOAD`).
+const NFULA_PAYLOAD: u16 = 9;
+
+fn le32(data: &[u8], at: usize) -> Option<u32> {
+    let bytes = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// PPI's and PKTAP's headers (both little-endian): their length, and the link type of the
+/// frame after them. Returns that link type and the frame.
+fn metadata_header(link: LinkType, frame: &[u8]) -> Result<(LinkType, &[u8]), SkipReason> {
+    let (len, inner) = if link == LinkType::PPI {
+        // Version, flags, length (16 bits), link type (32 bits).
+        let len = frame
+            .get(2..4)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(u16::from_le_bytes);
+        (len.map(u32::from), le32(frame, 4))
+    } else {
+        // Header length, then the next header's link type (a DLT).
+        (le32(frame, 0), le32(frame, 4))
+    };
+    let (Some(len), Some(inner)) = (len, inner) else {
+        return Err(SkipReason::TruncatedLinkHeader);
+    };
+    let rest = usize::try_from(len)
+        .ok()
+        .filter(|&len| len >= 8)
+        .and_then(|len| frame.get(len..))
+        .ok_or(SkipReason::TruncatedLinkHeader)?;
+    // Masked as the outer link type is, so that the check for nesting sees what will be decoded.
+    Ok((LinkType(inner & 0xffff), rest))
+}
+
+/// pf's log header: its own length in the first byte (padded to 4 bytes), the address family
+/// in the second (whose value differs between the BSDs: the IP header's version is read
+/// instead).
+fn pflog<'a, V>(frame: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
+where
+    V: Sink<'a>,
+{
+    let len = usize::from(*frame.first().ok_or(SkipReason::TruncatedLinkHeader)?);
+    let padded = len.div_ceil(4) * 4;
+    let packet = frame
+        .get(padded..)
+        .filter(|_| len >= 4)
+        .ok_or(SkipReason::TruncatedLinkHeader)?;
+    ip_layer(packet, IpVersion::Any, enc, visit)
+}
+
+/// NFLOG: a 4-byte header (address family, version, group), then TLVs padded to 4 bytes whose
+/// length and type are in the capturing host's byte order: read as that order which gives the
+/// first TLV a sane length and a small type. The packet is the `NFULA_PAYLOAD` TLV's value.
+fn nflog<'a, V>(frame: &'a [u8], enc: Encap, visit: &mut V) -> Result<(), SkipReason>
+where
+    V: Sink<'a>,
+{
+    let version = match frame.first() {
+        Some(2) => IpVersion::V4,
+        Some(10) => IpVersion::V6,
+        Some(_) => IpVersion::Any,
+        None => return Err(SkipReason::TruncatedLinkHeader),
+    };
+    let tlvs = frame.get(4..).ok_or(SkipReason::TruncatedLinkHeader)?;
+    let field = |at: usize, little: bool| {
+        let bytes: [u8; 2] = tlvs.get(at..at + 2)?.try_into().ok()?;
+        Some(if little {
+            u16::from_le_bytes(bytes)
+        } else {
+            u16::from_be_bytes(bytes)
+        })
+    };
+    let sane = |little: bool| {
+        matches!((field(0, little), field(2, little)),
+            (Some(len), Some(kind)) if usize::from(len) >= 4 && usize::from(len) <= tlvs.len() && kind < 0x100)
+    };
+    let little = if sane(true) {
+        true
+    } else if sane(false) {
+        false
+    } else {
+        return Err(SkipReason::BadEncapsulation);
+    };
+    let mut at = 0usize;
+    // Each TLV takes at least 4 bytes, so the walk ends within the frame.
+    while let (Some(len), Some(kind)) = (field(at, little), field(at + 2, little)) {
+        let len = usize::from(len);
+        if len < 4 {
+            return Err(SkipReason::BadEncapsulation);
+        }
+        let value = tlvs
+            .get(at + 4..at + len)
+            .ok_or(SkipReason::TruncatedLinkHeader)?;
+        if kind == NFULA_PAYLOAD {
+            return ip_layer(value, version, enc, visit);
+        }
+        at += len.div_ceil(4) * 4;
+    }
+    // No packet in this log message (a TLV list cut short, or none carried).
+    Err(SkipReason::TruncatedLinkHeader)
 }
 
 /// Linux cooked capture: the protocol field is an ethertype, or 4 for raw 802.2 LLC frames.

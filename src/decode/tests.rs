@@ -657,6 +657,155 @@ fn cooked_null_and_raw_links() {
     );
 }
 
+/// An NFLOG message: family, version, group, then TLVs (length and type in the given byte
+/// order, each padded to 4 bytes).
+fn nflog_frame(family: u8, little: bool, tlvs: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut frame = vec![family, 0, 0, 5];
+    for (kind, value) in tlvs {
+        let len = u16::try_from(value.len() + 4).unwrap();
+        let (len, kind) = if little {
+            (len.to_le_bytes(), kind.to_le_bytes())
+        } else {
+            (len.to_be_bytes(), kind.to_be_bytes())
+        };
+        frame.extend_from_slice(&len);
+        frame.extend_from_slice(&kind);
+        frame.extend_from_slice(value);
+        while frame.len() % 4 != 0 {
+            frame.push(0);
+        }
+    }
+    frame
+}
+
+#[test]
+fn firewall_log_links_pflog_and_nflog() {
+    let ip = udp_echo_v4();
+    let v6 = ipv6(17, a6(1), a6(2), &udp(9, 10, &[]));
+    // pflog: OpenBSD's 61-byte header, padded to 64; the family byte is not trusted (28 is
+    // FreeBSD's AF_INET6 and would be 24 on OpenBSD): the IP version decides.
+    let mut header = vec![0u8; 64];
+    header[0] = 61;
+    header[1] = 2;
+    assert_eq!(
+        ports(&one(LinkType::PFLOG, &cat(&[&header, &ip]))),
+        (1234, 53)
+    );
+    header[1] = 28;
+    assert_eq!(ports(&one(LinkType::PFLOG, &cat(&[&header, &v6]))), (9, 10));
+    assert_eq!(
+        run(LinkType::PFLOG, &header[..40]).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+    assert_eq!(
+        run(LinkType::PFLOG, &cat(&[&[0, 2, 0, 0], &ip])).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+
+    // NFLOG: the packet is the NFULA_PAYLOAD (9) TLV, after others (hardware protocol 1,
+    // prefix 10), in either byte order.
+    for little in [true, false] {
+        let frame = nflog_frame(
+            2,
+            little,
+            &[(1, &[0x08, 0x00, 3, 0]), (10, b"drop\0"), (9, &ip)],
+        );
+        assert_eq!(ports(&one(LinkType::NFLOG, &frame)), (1234, 53), "{little}");
+        let frame = nflog_frame(10, little, &[(9, &v6)]);
+        assert_eq!(ports(&one(LinkType::NFLOG, &frame)), (9, 10), "{little}");
+    }
+    // A message without the packet, a TLV running past the end, a zero-length TLV.
+    let no_packet = nflog_frame(2, true, &[(1, &[0x08, 0x00, 3, 0])]);
+    assert_eq!(
+        run(LinkType::NFLOG, &no_packet).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+    let mut cut = nflog_frame(2, true, &[(9, &ip)]);
+    cut.truncate(cut.len() - 8);
+    assert_eq!(
+        run(LinkType::NFLOG, &cut).1,
+        Err(SkipReason::BadEncapsulation)
+    );
+    let zero = cat(&[&[2, 0, 0, 5], &[8, 0, 1, 0], &[0; 4], &[0, 0, 9, 0]]);
+    assert_eq!(
+        run(LinkType::NFLOG, &zero).1,
+        Err(SkipReason::BadEncapsulation)
+    );
+}
+
+#[test]
+fn serial_atm_and_infiniband_links() {
+    let ip = udp_echo_v4();
+    // Cisco HDLC: address, control, ethertype; SLARP (0x8035) is not IP.
+    assert_eq!(
+        ports(&one(LinkType::C_HDLC, &cat(&[&[0x0f, 0, 0x08, 0], &ip]))),
+        (1234, 53)
+    );
+    assert!(
+        run(LinkType::C_HDLC, &cat(&[&[0x8f, 0, 0x80, 0x35], &[0; 20]]))
+            .1
+            .is_err()
+    );
+    // SLIP: 16 bytes of direction and compression state.
+    assert_eq!(
+        ports(&one(LinkType::SLIP, &cat(&[&[0u8; 16], &ip]))),
+        (1234, 53)
+    );
+    assert_eq!(
+        run(LinkType::SLIP, &[0u8; 10]).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+    // RFC 1483: LLC/SNAP, then the ethertype.
+    assert_eq!(
+        ports(&one(LinkType::ATM_RFC1483, &snap(0x0800, &ip))),
+        (1234, 53)
+    );
+    // IP over InfiniBand: two 20-byte addresses, the ethertype, 2 reserved bytes.
+    let ipoib = cat(&[&[0u8; 40], &[0x08, 0x00, 0, 0], &ip]);
+    assert_eq!(ports(&one(LinkType::IPOIB, &ipoib)), (1234, 53));
+    assert_eq!(
+        run(LinkType::IPOIB, &ipoib[..41]).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+}
+
+#[test]
+fn metadata_headers_ppi_and_pktap_name_the_link_inside() {
+    let ip = udp_echo_v4();
+    // PPI: version, flags, length 8 (little-endian), link type 1 (Ethernet).
+    let ppi = cat(&[&[0, 0, 8, 0, 1, 0, 0, 0], &eth(0x0800, &ip)]);
+    assert_eq!(ports(&one(LinkType::PPI, &ppi)), (1234, 53));
+    // PKTAP: header length 108, next link type 12 (raw IP), the rest of the header zeros.
+    let mut pktap = vec![0u8; 108];
+    pktap[0] = 108;
+    pktap[4] = 12;
+    assert_eq!(
+        ports(&one(LinkType::PKTAP, &cat(&[&pktap, &ip]))),
+        (1234, 53)
+    );
+    // A length past the frame, or shorter than the header's own fields.
+    assert_eq!(
+        run(LinkType::PPI, &[0, 0, 200, 0, 1, 0, 0, 0]).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+    assert_eq!(
+        run(LinkType::PKTAP, &cat(&[&[4, 0, 0, 0, 12, 0, 0, 0], &ip])).1,
+        Err(SkipReason::TruncatedLinkHeader)
+    );
+    // One inside another (even with the FCS bits of the link type set) is refused, not
+    // followed: each level would cost a stack frame.
+    for inner in [192u32, 258, 0x1_00c0] {
+        let mut nested = vec![0, 0, 8, 0];
+        nested.extend_from_slice(&inner.to_le_bytes());
+        let frame = cat(&[&nested, &nested, &nested, &ip]);
+        assert_eq!(
+            run(LinkType::PPI, &frame).1,
+            Err(SkipReason::BadEncapsulation),
+            "{inner:#x}"
+        );
+    }
+}
+
 #[test]
 fn non_ip_ethernet() {
     let arp = eth(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1]);
@@ -1091,7 +1240,15 @@ impl Rng {
     }
 }
 
-const ALL_LINKS: [LinkType; 15] = [
+const ALL_LINKS: [LinkType; 23] = [
+    LinkType::SLIP,
+    LinkType::ATM_RFC1483,
+    LinkType::C_HDLC,
+    LinkType::PFLOG,
+    LinkType::PPI,
+    LinkType::NFLOG,
+    LinkType::IPOIB,
+    LinkType::PKTAP,
     LinkType::NULL,
     LinkType::ETHERNET,
     LinkType::PPP,

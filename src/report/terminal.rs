@@ -1091,6 +1091,14 @@ pub(crate) fn link_name(link: LinkType) -> String {
         LinkType::IPV4 => "ipv4".into(),
         LinkType::IPV6 => "ipv6".into(),
         LinkType::LINUX_SLL2 => "sll2".into(),
+        LinkType::SLIP => "slip".into(),
+        LinkType::ATM_RFC1483 => "atm-rfc1483".into(),
+        LinkType::C_HDLC => "cisco-hdlc".into(),
+        LinkType::PFLOG => "pflog".into(),
+        LinkType::PPI => "ppi".into(),
+        LinkType::NFLOG => "nflog".into(),
+        LinkType::IPOIB => "ipoib".into(),
+        LinkType::PKTAP => "pktap".into(),
         LinkType(n) => format!("dlt {n}"),
     }
 }
