@@ -18,7 +18,9 @@
 //! builds maps only for the groups with a name, a verdict or enough sessions for the idle rule.
 //! With [`MAX_DNS_PAIRS`] remembered DNS answers (a name each) and the labeller's one small
 //! entry per originating host (at most [`label::MAX_HOSTS`]), the analysis stays under about
-//! 100 MB whatever the input; on real traffic it is a few MB. Sessions beyond the group cap are
+//! 100 MB whatever the input; on real traffic it is a few MB. Past the group and DNS caps the
+//! tables keep the entries of lowest fixed hash (groups.rs), so what they hold does not depend on
+//! the order sessions end in. Sessions beyond the group cap are
 //! still labelled by the per-session rules; the report counts them. Per session
 //! nothing else is kept here: the sketch travels with the sessions.csv row.
 
@@ -42,7 +44,7 @@ use crate::session::SessionRecord;
 use ahash::AHashMap;
 use groups::{GroupView, Groups};
 use series::Budget;
-use std::collections::VecDeque;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 /// Most (host, destination, port, protocol) groups tracked.
@@ -149,11 +151,14 @@ impl GroupKey {
     }
 }
 
-/// Latest name each client was given for each address, bounded (oldest pair forgotten first).
+/// Latest name each client was given for each address, bounded: past [`MAX_DNS_PAIRS`] pairs
+/// it keeps those of lowest [`groups::priority`], as the group table does, so that what it
+/// holds at the end does not depend on the order the lookups ended in.
 #[derive(Debug, Default)]
 pub struct DnsNames {
     names: AHashMap<(IpAddr, IpAddr), (Box<str>, Timestamp)>,
-    order: VecDeque<(IpAddr, IpAddr)>,
+    /// (priority, pair) of every pair held, highest priority on top.
+    by_priority: BinaryHeap<(u64, (IpAddr, IpAddr))>,
 }
 
 impl DnsNames {
@@ -161,18 +166,29 @@ impl DnsNames {
     pub fn insert(&mut self, client: IpAddr, addr: IpAddr, name: &str, ts: Timestamp) {
         let key = (client, addr);
         if let Some(entry) = self.names.get_mut(&key) {
-            if ts >= entry.1 {
+            // The latest answer wins; at the same time, the greater name (never arrival order).
+            if (ts, name) > (entry.1, &*entry.0) {
                 *entry = (name.into(), ts);
             }
             return;
         }
-        if self.names.len() >= MAX_DNS_PAIRS
-            && let Some(old) = self.order.pop_front()
-        {
-            self.names.remove(&old);
+        let mine = groups::priority(&GroupKey {
+            host: client,
+            dest: addr,
+            port: 0,
+            ip_proto: 0,
+        });
+        if self.names.len() >= MAX_DNS_PAIRS {
+            match self.by_priority.peek() {
+                Some(&(highest, old)) if mine < highest => {
+                    self.by_priority.pop();
+                    self.names.remove(&old);
+                }
+                _ => return,
+            }
         }
         self.names.insert(key, (name.into(), ts));
-        self.order.push_back(key);
+        self.by_priority.push((mine, key));
     }
 
     /// The name `client` looked up that gave `addr`, and when.
@@ -233,12 +249,9 @@ impl HiddenAnalyzer {
             service: record.service,
             server_name: facts.server_name,
         };
-        if !self
-            .groups
-            .observe(GroupKey::of(&sketch), &observed, &mut self.budget)
-        {
-            self.sessions_untracked += 1;
-        }
+        self.sessions_untracked +=
+            self.groups
+                .observe(GroupKey::of(&sketch), &observed, &mut self.budget);
     }
 
     /// Decides every group's verdict and builds the report.

@@ -66,6 +66,14 @@ impl Committed {
 }
 
 impl Series {
+    /// Gives back what this series took from the budget (its group left the table).
+    pub fn release(self, budget: &mut Budget) {
+        budget.starts = budget.starts.saturating_sub(self.recent.len());
+        if self.committed.is_some() {
+            budget.sketched = budget.sketched.saturating_sub(1);
+        }
+    }
+
     /// Takes one session's start and size.
     pub fn push(&mut self, sample: Sample, budget: &mut Budget) {
         if let Some(c) = self.committed.as_deref_mut()

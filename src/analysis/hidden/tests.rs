@@ -367,3 +367,49 @@ fn dns_names_are_bounded_and_keep_the_latest() {
     }
     assert_eq!(names.names.len(), MAX_DNS_PAIRS);
 }
+
+#[test]
+fn dns_names_past_the_cap_do_not_depend_on_the_order_of_the_answers() {
+    // More pairs than fit, two answers for some at the same time: forwards and backwards.
+    let answers: Vec<(IpAddr, &str, Timestamp)> = (0..(MAX_DNS_PAIRS as u32 + 500))
+        .flat_map(|i| {
+            let addr = IpAddr::V4((0x0a00_0000 + i).into());
+            let mut both = vec![(addr, "a.test", Timestamp(i64::from(i % 7)))];
+            if i % 1000 == 0 {
+                both.push((addr, "b.test", Timestamp(i64::from(i % 7))));
+            }
+            both
+        })
+        .collect();
+    let c = ip("192.0.2.1");
+    let mut tables = Vec::new();
+    for reverse in [false, true] {
+        let mut names = DnsNames::default();
+        let mut order: Vec<_> = answers.iter().collect();
+        if reverse {
+            order.reverse();
+        }
+        for (addr, name, ts) in order {
+            names.insert(c, *addr, name, *ts);
+        }
+        assert_eq!(names.names.len(), MAX_DNS_PAIRS);
+        let mut held: Vec<(IpAddr, String)> = names
+            .names
+            .iter()
+            .map(|((_, addr), (name, _))| (*addr, name.to_string()))
+            .collect();
+        held.sort();
+        tables.push(held);
+    }
+    assert!(tables[0] == tables[1]);
+    // Same time, two names: the greater one, whichever came last.
+    let twice: Vec<&(IpAddr, String)> = tables[0]
+        .iter()
+        .filter(|(addr, _)| match addr {
+            IpAddr::V4(v4) => (u32::from(*v4) - 0x0a00_0000) % 1000 == 0,
+            IpAddr::V6(_) => false,
+        })
+        .collect();
+    assert!(!twice.is_empty());
+    assert!(twice.iter().all(|(_, name)| name == "b.test"), "{twice:?}");
+}
