@@ -878,14 +878,17 @@ fn hidden_section(out: &mut Out, report: &HiddenReport) {
             Style::Warn,
         );
     }
-    // Hosts in the order of their first (most important) pattern.
+    // Hosts in the order of their first (most important) pattern; the first few are shown, all
+    // are counted (a set: a capture can have hundreds of thousands of patterns).
+    let mut seen = std::collections::HashSet::new();
     let mut hosts: Vec<std::net::IpAddr> = Vec::new();
     for p in &flagged {
-        if !hosts.contains(&p.host) {
+        if seen.insert(p.host) && hosts.len() < HIDDEN_HOSTS {
             hosts.push(p.host);
         }
     }
-    for host in hosts.iter().take(HIDDEN_HOSTS) {
+    let host_count = seen.len();
+    for host in &hosts {
         let mine: Vec<&&HiddenPattern> = flagged.iter().filter(|p| p.host == *host).collect();
         out.line(format!(
             "  Host {host}: {}",
@@ -897,14 +900,14 @@ fn hidden_section(out: &mut Out, report: &HiddenReport) {
         if mine.len() > HIDDEN_PATTERNS_PER_HOST {
             out.line(format!(
                 "    ... and {} more (see hidden.csv)",
-                mine.len() - HIDDEN_PATTERNS_PER_HOST
+                count((mine.len() - HIDDEN_PATTERNS_PER_HOST) as u64)
             ));
         }
     }
-    if hosts.len() > HIDDEN_HOSTS {
+    if host_count > HIDDEN_HOSTS {
         out.line(format!(
             "  ... and {} more hosts (see hidden.csv)",
-            hosts.len() - HIDDEN_HOSTS
+            count((host_count - HIDDEN_HOSTS) as u64)
         ));
     }
     if !allowed.is_empty() {
@@ -1271,6 +1274,35 @@ mod tests {
             }
             assert!(!text.contains('\x1b'));
         }
+    }
+
+    #[test]
+    fn many_hosts_show_the_first_twenty_and_count_the_rest() {
+        use crate::analysis::hidden::{HiddenAnalyzer, HiddenOptions, SessionFacts};
+        let mut analyzer = HiddenAnalyzer::new(HiddenOptions::default());
+        let mut tag = Vec::new();
+        // 25,000 hosts, each with one DNS lookup (a pattern each): the section stays quick.
+        for i in 0..25_000u32 {
+            let host = std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string();
+            let mut r = session(&host, "10.255.0.53", Proto::Udp, ConnState::SF, None);
+            r.resp.port = 53;
+            r.ip_proto = 17;
+            tag.clear();
+            analyzer.observe(&SessionFacts::from_record(&r), &mut tag);
+        }
+        let report = analyzer.finish();
+        let text = render_hidden(
+            &report,
+            &TerminalOptions {
+                width: 120,
+                color: false,
+            },
+        );
+        assert_eq!(text.matches("  Host ").count(), HIDDEN_HOSTS, "{text}");
+        assert!(
+            text.contains("... and 24,980 more hosts (see hidden.csv)"),
+            "{text}"
+        );
     }
 
     #[test]
