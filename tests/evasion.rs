@@ -3,6 +3,8 @@
 //! (conn_state, history, sizes, the `anomalies` column) and the reassembled streams are what
 //! the generator states from how it built the packets. Each capture is analysed once and shared.
 
+#[path = "support/csv_rows.rs"]
+mod csv_rows;
 #[path = "../examples/gen_evasion.rs"]
 #[allow(dead_code)]
 mod gen_evasion;
@@ -42,21 +44,12 @@ fn analyze(file: &str) -> Run {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    let mut reader = csv::Reader::from_path(out.join("sessions.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
+    let (headers, rows) = csv_rows::read(&out.join("sessions.csv"));
     // `anomalies`, then `sensor` (the last column).
-    assert_eq!(headers.iter().rev().nth(1), Some("anomalies"));
-    let rows = reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    assert_eq!(
+        headers.iter().rev().nth(1).map(String::as_str),
+        Some("anomalies")
+    );
     let mut streams = HashMap::new();
     for entry in std::fs::read_dir(&streams_dir).unwrap() {
         let entry = entry.unwrap();

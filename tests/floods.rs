@@ -80,19 +80,7 @@ fn analyze_with(capture: &Path, out: &Path, options: &[String]) -> Run {
         "stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut reader = csv::Reader::from_path(out.join("sessions.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let rows = reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    let (_, rows) = support::csv_rows::read(&out.join("sessions.csv"));
     let max_rss_kib = std::fs::read_to_string(&rss_file)
         .ok()
         .and_then(|t| t.trim().parse().ok());

@@ -8,11 +8,12 @@
 //!   specification) are taken off. Without `../shared` these pass with a notice unless `CI` or
 //!   `SESSIONSCOPE_REQUIRE_CORPUS` is set.
 
-use std::collections::BTreeMap;
+#[path = "support/csv_rows.rs"]
+mod csv_rows;
+
+use csv_rows::Row;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-type Row = BTreeMap<String, String>;
 
 /// Runs `sessionscope analyze CAPTURE --out DIR` and returns sessions.csv's rows and stdout.
 fn analyze(capture: &Path, name: &str) -> (Vec<Row>, String) {
@@ -36,19 +37,7 @@ fn analyze(capture: &Path, name: &str) -> (Vec<Row>, String) {
         capture.display(),
         String::from_utf8_lossy(&result.stderr)
     );
-    let mut reader = csv::Reader::from_path(out.join("sessions.csv")).expect("sessions.csv");
-    let headers = reader.headers().expect("header").clone();
-    let rows = reader
-        .records()
-        .map(|r| {
-            let r = r.expect("row");
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    let (_, rows) = csv_rows::read(&out.join("sessions.csv"));
     let _ = std::fs::remove_dir_all(&out);
     (rows, stdout)
 }

@@ -9,7 +9,9 @@
 //! code (resp_p), bytes are payload bytes (TCP: from sequence numbers; ICMP: after the 8-byte
 //! ICMP header), ip_bytes sum the IP total lengths.
 
-use std::collections::HashMap;
+#[path = "support/csv_rows.rs"]
+mod csv_rows;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -428,7 +430,7 @@ fn ping(ts: &'static str, duration: &'static str, community_id: &'static str, n:
 // Running the binary and reading its output
 // ---------------------------------------------------------------------------------------------
 
-type Row = HashMap<String, String>;
+use csv_rows::Row;
 
 struct Analysis {
     header_line: String,
@@ -486,19 +488,7 @@ fn analyze(capture: &str) -> Analysis {
     let text = std::fs::read_to_string(&csv_path)
         .unwrap_or_else(|e| panic!("read {}: {e}", csv_path.display()));
     let header_line = text.lines().next().unwrap_or_default().to_string();
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().expect("csv header").clone();
-    let rows = reader
-        .records()
-        .map(|record| {
-            let record = record.expect("csv record");
-            headers
-                .iter()
-                .zip(record.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect();
+    let (_, rows) = csv_rows::read(&csv_path);
     Analysis { header_line, rows }
 }
 

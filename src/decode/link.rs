@@ -41,6 +41,16 @@ fn be16(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(bytes.try_into().ok()?))
 }
 
+fn le16(data: &[u8], at: usize) -> Option<u16> {
+    let bytes = data.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn le32(data: &[u8], at: usize) -> Option<u32> {
+    let bytes = data.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
 fn u32_bytes(data: &[u8]) -> Option<[u8; 4]> {
     data.get(..4)?.try_into().ok()
 }
@@ -107,11 +117,7 @@ where
             decode_link(inner, frame, visit)
         }
         LinkType::IEEE802_11_RADIOTAP => {
-            let len = frame
-                .get(2..4)
-                .and_then(|b| <[u8; 2]>::try_from(b).ok())
-                .map(u16::from_le_bytes)
-                .ok_or(SkipReason::TruncatedLinkHeader)?;
+            let len = le16(frame, 2).ok_or(SkipReason::TruncatedLinkHeader)?;
             let wifi = frame
                 .get(usize::from(len)..)
                 .filter(|rest| !rest.is_empty() && len >= 8)
@@ -130,21 +136,12 @@ const IPOIB_TYPE_AT: usize = 40;
 /// NFLOG's TLV holding the packet (`NFULA_PAYLOAD`).
 const NFULA_PAYLOAD: u16 = 9;
 
-fn le32(data: &[u8], at: usize) -> Option<u32> {
-    let bytes = data.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
 /// PPI's and PKTAP's headers (both little-endian): their length, and the link type of the
 /// frame after them. Returns that link type and the frame.
 fn metadata_header(link: LinkType, frame: &[u8]) -> Result<(LinkType, &[u8]), SkipReason> {
     let (len, inner) = if link == LinkType::PPI {
         // Version, flags, length (16 bits), link type (32 bits).
-        let len = frame
-            .get(2..4)
-            .and_then(|b| <[u8; 2]>::try_from(b).ok())
-            .map(u16::from_le_bytes);
-        (len.map(u32::from), le32(frame, 4))
+        (le16(frame, 2).map(u32::from), le32(frame, 4))
     } else {
         // Header length, then the next header's link type (a DLT).
         (le32(frame, 0), le32(frame, 4))
@@ -192,12 +189,11 @@ where
     };
     let tlvs = frame.get(4..).ok_or(SkipReason::TruncatedLinkHeader)?;
     let field = |at: usize, little: bool| {
-        let bytes: [u8; 2] = tlvs.get(at..at + 2)?.try_into().ok()?;
-        Some(if little {
-            u16::from_le_bytes(bytes)
+        if little {
+            le16(tlvs, at)
         } else {
-            u16::from_be_bytes(bytes)
-        })
+            be16(tlvs, at)
+        }
     };
     let sane = |little: bool| {
         matches!((field(0, little), field(2, little)),

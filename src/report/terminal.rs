@@ -585,38 +585,35 @@ fn sessions_section(out: &mut Out, s: &CaptureSummary) {
     }
     out.table(t);
 
-    // The share is of what the table is ranked by, and stands beside it.
+    // The share is of what the table is ranked by, and stands beside it: after the IP bytes
+    // in the table by bytes.
     let service_table = |rows: Vec<(&'static str, Traffic)>, unnamed: Option<u64>, by_bytes| {
-        let mut t = if by_bytes {
-            Table::new(
-                &[
-                    ("service", Align::Left),
-                    ("sessions", Align::Right),
-                    ("IP bytes", Align::Right),
-                    ("share", Align::Right),
-                ],
-                Some(0),
-            )
-        } else {
-            Table::new(
-                &[
-                    ("service", Align::Left),
-                    ("sessions", Align::Right),
-                    ("share", Align::Right),
-                    ("IP bytes", Align::Right),
-                ],
-                Some(0),
-            )
-        };
+        let mut columns = [
+            ("service", Align::Left),
+            ("sessions", Align::Right),
+            ("share", Align::Right),
+            ("IP bytes", Align::Right),
+        ];
+        if by_bytes {
+            columns.swap(2, 3);
+        }
+        let mut t = Table::new(&columns, Some(0));
         for (name, traffic) in rows {
-            let (sessions, ip_bytes) = (count(traffic.sessions), bytes(traffic.ip_bytes));
-            t.row(if by_bytes {
-                let share = percent(traffic.ip_bytes, s.sessions.ip_bytes);
-                vec![clean(name), sessions, ip_bytes, share]
+            let share = if by_bytes {
+                percent(traffic.ip_bytes, s.sessions.ip_bytes)
             } else {
-                let share = percent(traffic.sessions, total);
-                vec![clean(name), sessions, share, ip_bytes]
-            });
+                percent(traffic.sessions, total)
+            };
+            let mut row = vec![
+                clean(name),
+                count(traffic.sessions),
+                share,
+                bytes(traffic.ip_bytes),
+            ];
+            if by_bytes {
+                row.swap(2, 3);
+            }
+            t.row(row);
         }
         if let Some(n) = unnamed.filter(|n| *n > 0) {
             t.row(vec![
